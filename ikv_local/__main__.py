@@ -1,0 +1,3 @@
+from ikv_local.cli import main
+
+main()

@@ -1,0 +1,151 @@
+"""The `ikv` command: a thin shell over the library.
+
+Heavy imports (llama.cpp, numpy) happen inside commands so `ikv --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from ikv_local.errors import IkvError
+
+app = typer.Typer(
+    name="ikv",
+    help="A local LLM tool whose memory has no end.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ModelArg = Annotated[
+    Optional[str], typer.Argument(help="GGUF model file; the bundled demo model when omitted.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+CtxOpt = Annotated[int, typer.Option("-c", "--ctx-size", help="Context size in tokens.")]
+NglOpt = Annotated[int, typer.Option("-ngl", "--n-gpu-layers", help="Layers to offload to the GPU.")]
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n}"
+
+
+@app.command()
+def info(
+    model: ModelArg = None,
+    ctx_size: CtxOpt = 512,
+    n_gpu_layers: NglOpt = 0,
+    measure: Annotated[
+        bool, typer.Option(help="Check the KV figures against llama.cpp's own state size.")
+    ] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """Model facts and what its KV cache costs, beside the 104-byte archive."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ikv_local.engine import Engine, EngineConfig
+    from ikv_local.info import SIZES, model_info
+    from ikv_local.model_file import resolve_model
+
+    err = Console(stderr=True)
+    with err.status("loading model"):
+        path = resolve_model(model)
+        with Engine(path, EngineConfig(n_ctx=ctx_size, n_gpu_layers=n_gpu_layers)) as eng:
+            report = model_info(eng, measure=measure)
+    if json_out:
+        print(json.dumps(report.to_dict()))
+        return
+    f = report.facts
+    out = Console()
+    facts = Table(title=f"{f.name or f.arch}  ({f.description})", show_header=False)
+    facts.add_row("file", f"{f.path} ({_fmt_bytes(f.file_bytes)})")
+    facts.add_row("architecture", f"{f.arch}, {f.n_params / 1e6:,.0f}M parameters")
+    facts.add_row("layers", f"{f.n_layer} (embedding {f.n_embd}, {f.n_head} query heads)")
+    kv_heads = sorted({(lay.n_head_kv, lay.head_dim_k, lay.head_dim_v) for lay in f.layers})
+    facts.add_row(
+        "KV heads × dims", ", ".join(f"{h} × {k}/{v}" for h, k, v in kv_heads) + " (K/V per layer)"
+    )
+    rope = sorted({(lay.rope_base, lay.rope_scale) for lay in f.layers})
+    facts.add_row(
+        "rope", f"{f.rope_type}, scaling {f.rope_scaling}; base/scale "
+        + ", ".join(f"{b:g}/{s:g}" for b, s in rope)
+    )
+    if f.swa_layers:
+        facts.add_row(
+            "sliding window", f"{f.n_swa} tokens on layers {f.swa_layers}; global: {f.global_layers}"
+        )
+    else:
+        facts.add_row("sliding window", "none")
+    facts.add_row("trained context", f"{f.n_ctx_train:,} tokens")
+    facts.add_row("KV cache can shift", "yes" if f.can_shift else "no: ikv cannot roll its window")
+    facts.add_row("chat template", "yes" if f.has_chat_template else "none (plain completion prompt)")
+    facts.add_row("vocabulary", f"{f.n_vocab:,} tokens")
+    out.print(facts)
+    costs = Table(title="KV cache per token, all layers (ikv keeps the SWA cache full-size)")
+    costs.add_column("cache")
+    costs.add_column("bytes/token", justify="right")
+    costs.add_column("llama.cpp state", justify="right")
+    for n in SIZES:
+        costs.add_column(f"{n:,} tokens", justify="right")
+    if f.swa_layers:
+        costs.add_column(f"1,000,000 (SWA at {f.n_swa})", justify="right")
+    for c in report.costs:
+        row = [
+            c.cache_type,
+            f"{c.bytes_per_token:,}",
+            "—" if c.measured_bytes_per_token is None else f"{c.measured_bytes_per_token:,.0f}",
+            _fmt_bytes(c.tokens_100k),
+            _fmt_bytes(c.tokens_1m),
+        ]
+        if f.swa_layers:
+            row.append(_fmt_bytes(c.tokens_1m_swa_trimmed))
+        costs.add_row(*row)
+    archive = report.archive_bytes_per_token
+    row = ["ikv archive", f"{archive}", "", _fmt_bytes(archive * SIZES[0]), _fmt_bytes(archive * SIZES[1])]
+    costs.add_row(*(row + ([_fmt_bytes(archive * SIZES[1])] if f.swa_layers else [])))
+    out.print(costs)
+
+
+@app.command()
+def doctor(json_out: JsonOpt = False) -> None:
+    """Check llama-cpp-python, its backend, the data dir and the demo model."""
+    from ikv_local.doctor import run_checks
+
+    checks = run_checks()
+    failed = any(c.status == "fail" for c in checks)
+    if json_out:
+        print(json.dumps({"ok": not failed, "checks": [c.__dict__ for c in checks]}))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+        table = Table(show_header=False)
+        for c in checks:
+            table.add_row(marks[c.status], c.name, c.detail)
+        Console().print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except IkvError as exc:
+        print(f"ikv: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("ikv: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

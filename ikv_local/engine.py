@@ -1,0 +1,424 @@
+"""The one place that owns a llama.cpp model and context.
+
+A thin, typed layer over llama-cpp-python's raw ctypes API. We do not use `Llama`: it
+ignores context fields it does not know (`n_seq_max`, `kv_unified`) and its `eval()` drops
+every cell past its own token counter, which fights any code that edits the KV cache.
+Sequence 0 holds the conversation; sequence 1 is scratch space for reading cells out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from ikv_local import llama_log
+from ikv_local.errors import ContextTooLarge, EngineError, ModelError
+from ikv_local.facts import (
+    ROPE_TYPES,
+    LayerFacts,
+    ModelFacts,
+    parse_cache_layers,
+    parse_print_info,
+    per_layer,
+)
+from ikv_local.kvcost import bytes_per_token, cache_type
+from ikv_local.model_file import check_gguf
+from ikv_local.prompt import Message, format_chat
+from ikv_local.sampling import SamplingParams, build_sampler
+
+_backend_ready = False
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    n_ctx: int = 2048
+    n_batch: int = 512
+    n_seq_max: int = 2
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    type_k: str = "f16"
+    type_v: str = "f16"
+    flash_attn: bool | None = None  # None: llama.cpp decides
+
+
+def _meta(model: ctypes.c_void_p, key: str) -> str:
+    buf = ctypes.create_string_buffer(256)
+    n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    if n < 0:
+        return ""
+    if n >= len(buf):
+        buf = ctypes.create_string_buffer(n + 1)
+        llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    return buf.value.decode("utf-8", "replace")
+
+
+def _available_ram() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _load_model(path: Path, n_gpu_layers: int) -> tuple[ctypes.c_void_p, list[str]]:
+    global _backend_ready
+    if not _backend_ready:
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = n_gpu_layers
+    with llama_log.capture() as log:
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if model:
+        return model, llama_log.joined(log)
+    error = llama_log.first_error(log)
+    lowered = error.lower()
+    if "unknown model architecture" in lowered:
+        arch = error.split("architecture:", 1)[-1].strip().strip("'")
+        raise ModelError(
+            f"unknown model architecture '{arch}': llama-cpp-python "
+            f"{llama_cpp.__version__} cannot run {path}"
+        )
+    if "file bounds" in lowered or "incomplete" in lowered or "failed to read" in lowered:
+        raise ModelError(f"truncated or corrupt GGUF file: {path}")
+    raise ModelError(f"llama.cpp could not load {path}: {error or 'no reason given'}")
+
+
+class Engine:
+    """A loaded model with one context; close() (or `with`) frees both."""
+
+    def __init__(self, model_path: str | os.PathLike[str], config: EngineConfig | None = None):
+        self.config = config or EngineConfig()
+        self.path = check_gguf(Path(model_path))
+        self._model: ctypes.c_void_p | None = None
+        self._ctx: ctypes.c_void_p | None = None
+        self._batch: llama_cpp.llama_batch | None = None
+        self._model, model_log = _load_model(self.path, self.config.n_gpu_layers)
+        try:
+            self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+            info = parse_print_info(model_log)
+            self._check_fits(info)
+            ctx_log = self._create_context()
+            self.facts = self._read_facts(info, ctx_log)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def _check_fits(self, info: dict[str, str]) -> None:
+        cfg = self.config
+        if cfg.n_ctx <= 0 or cfg.n_ctx > 2**31 - 1:
+            raise ContextTooLarge(f"context size must be between 1 and 2^31-1 tokens, got {cfg.n_ctx}")
+        n_layer = llama_cpp.llama_model_n_layer(self._model)
+        k = per_layer(info.get("n_embd_k_gqa", "0"), n_layer)
+        v = per_layer(info.get("n_embd_v_gqa", "0"), n_layer)
+        widths = [LayerFacts(i, 1, k[i], v[i], False, 0.0, 0.0) for i in range(n_layer)]
+        need = cfg.n_ctx * bytes_per_token(widths, cfg.type_k, cfg.type_v)
+        ram = _available_ram()
+        if cfg.n_gpu_layers == 0 and ram is not None and need > ram:
+            raise ContextTooLarge(
+                f"a context of {cfg.n_ctx:,} tokens needs {need / 2**30:.1f} GiB of KV cache, "
+                f"only {ram / 2**30:.1f} GiB of memory is available; use a smaller -c"
+            )
+
+    def _create_context(self) -> list[str]:
+        cfg = self.config
+        p = llama_cpp.llama_context_default_params()
+        p.n_ctx = cfg.n_ctx
+        p.n_batch = p.n_ubatch = min(cfg.n_batch, cfg.n_ctx)
+        p.n_seq_max = cfg.n_seq_max
+        threads = cfg.n_threads or max(1, os.cpu_count() or 1)
+        p.n_threads = p.n_threads_batch = threads
+        p.type_k = int(cache_type(cfg.type_k))
+        p.type_v = int(cache_type(cfg.type_v))
+        if cfg.flash_attn is not None:
+            p.flash_attn_type = 1 if cfg.flash_attn else 0
+        p.swa_full = True  # a trimmed SWA cache cannot shift
+        p.kv_unified = True  # seq_cp then tags cells instead of copying them
+        p.no_perf = True
+        with llama_log.capture() as log:
+            self._ctx = llama_cpp.llama_init_from_model(self._model, p)
+        lines = llama_log.joined(log)
+        if not self._ctx:
+            error = llama_log.first_error(log)
+            if "alloc" in error.lower() or "memory" in error.lower():
+                raise ContextTooLarge(
+                    f"llama.cpp could not allocate a context of {cfg.n_ctx:,} tokens ({error}); "
+                    "use a smaller -c"
+                )
+            raise EngineError(f"llama.cpp could not create a context: {error or 'no reason given'}")
+        got = llama_cpp.llama_n_seq_max(self._ctx)
+        if got < cfg.n_seq_max:
+            raise EngineError(f"context has {got} sequences, {cfg.n_seq_max} were asked for")
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(p.n_batch, 0, cfg.n_seq_max)
+        self.n_batch = p.n_batch
+        self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
+        return lines
+
+    def _read_facts(self, info: dict[str, str], ctx_log: list[str]) -> ModelFacts:
+        m = self._model
+        n_layer = llama_cpp.llama_model_n_layer(m)
+        n_head_kv = per_layer(info.get("n_head_kv", "0"), n_layer)
+        k_gqa = per_layer(info.get("n_embd_k_gqa", "0"), n_layer)
+        v_gqa = per_layer(info.get("n_embd_v_gqa", "0"), n_layer)
+        _, swa_layers = parse_cache_layers(ctx_log)
+        base = float(info.get("freq_base_train", "0"))
+        scale = float(info.get("freq_scale_train", "1"))
+        base_swa = float(info.get("freq_base_swa", base))
+        scale_swa = float(info.get("freq_scale_swa", scale))
+        layers = tuple(
+            LayerFacts(
+                index=i,
+                n_head_kv=n_head_kv[i],
+                head_dim_k=k_gqa[i] // max(n_head_kv[i], 1),
+                head_dim_v=v_gqa[i] // max(n_head_kv[i], 1),
+                swa=i in swa_layers,
+                rope_base=base_swa if i in swa_layers else base,
+                rope_scale=scale_swa if i in swa_layers else scale,
+            )
+            for i in range(n_layer)
+        )
+        desc = ctypes.create_string_buffer(256)
+        llama_cpp.llama_model_desc(m, desc, len(desc))
+        return ModelFacts(
+            path=str(self.path),
+            arch=_meta(m, "general.architecture"),
+            name=_meta(m, "general.name"),
+            description=desc.value.decode("utf-8", "replace"),
+            file_bytes=self.path.stat().st_size,
+            n_params=llama_cpp.llama_model_n_params(m),
+            n_layer=n_layer,
+            n_embd=llama_cpp.llama_model_n_embd(m),
+            n_head=llama_cpp.llama_model_n_head(m),
+            n_vocab=llama_cpp.llama_vocab_n_tokens(self._vocab),
+            n_ctx_train=llama_cpp.llama_model_n_ctx_train(m),
+            rope_type=ROPE_TYPES.get(llama_cpp.llama_model_rope_type(m), "unknown"),
+            rope_scaling=info.get("rope scaling", "none"),
+            n_swa=llama_cpp.llama_model_n_swa(m),
+            can_shift=bool(llama_cpp.llama_memory_can_shift(self._mem)),
+            recurrent=bool(llama_cpp.llama_model_is_recurrent(m)),
+            hybrid=bool(llama_cpp.llama_model_is_hybrid(m)),
+            has_chat_template=self.chat_template() is not None,
+            layers=layers,
+        )
+
+    def close(self) -> None:
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    # -- vocabulary --------------------------------------------------------------
+
+    def chat_template(self) -> str | None:
+        raw = llama_cpp.llama_model_chat_template(self._model, None)
+        return raw.decode("utf-8", "replace") if raw else None
+
+    def format_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
+        """Messages as prompt text: the GGUF's chat template, or a plain completion prompt."""
+        eos = llama_cpp.llama_vocab_eos(self._vocab)
+        return format_chat(
+            messages,
+            self.chat_template(),
+            add_generation_prompt=add_generation_prompt,
+            bos=self.piece(self.bos).decode("utf-8", "replace"),
+            eos=self.piece(eos).decode("utf-8", "replace"),
+        )
+
+    @property
+    def bos(self) -> int:
+        return llama_cpp.llama_vocab_bos(self._vocab)
+
+    @property
+    def add_bos(self) -> bool:
+        return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
+        raw = text.encode("utf-8")
+        cap = len(raw) + 2
+        buf = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_bos, special)
+        if n < 0:
+            cap = -n
+            buf = (llama_cpp.llama_token * cap)()
+            n = llama_cpp.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_bos, special)
+        if n < 0:
+            raise EngineError(f"tokenization failed ({n})")
+        return list(buf[:n])
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return self.detokenize_bytes(tokens, special=special).decode("utf-8", "replace")
+
+    def detokenize_bytes(self, tokens: Sequence[int], *, special: bool = False) -> bytes:
+        arr = (llama_cpp.llama_token * len(tokens))(*tokens)
+        cap = max(64, len(tokens) * 8)
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(cap)
+            n = llama_cpp.llama_detokenize(
+                self._vocab, arr, len(tokens), buf, cap, not special, special
+            )
+            if n >= 0:
+                return buf.raw[:n]
+            cap = -n + 1
+        raise EngineError("detokenization failed")
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (may be part of a UTF-8 character)."""
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    # -- decoding ----------------------------------------------------------------
+
+    def decode(
+        self, tokens: Sequence[int], pos0: int, *, seq: int = 0, logits_last: bool = True
+    ) -> None:
+        """Decode tokens at positions pos0, pos0+1, ... on `seq`, in batches of n_batch.
+
+        llama.cpp requires pos0 to follow the sequence's last cell (pos_max + 1).
+        """
+        batch = self._batch
+        assert batch is not None
+        n_total = len(tokens)
+        tok = np.asarray(tokens, dtype=np.int32)
+        for start in range(0, n_total, self.n_batch):
+            n = min(self.n_batch, n_total - start)
+            np.ctypeslib.as_array(batch.token, shape=(n,))[:] = tok[start : start + n]
+            np.ctypeslib.as_array(batch.pos, shape=(n,))[:] = np.arange(
+                pos0 + start, pos0 + start + n, dtype=np.int32
+            )
+            np.ctypeslib.as_array(batch.n_seq_id, shape=(n,))[:] = 1
+            logits = np.ctypeslib.as_array(batch.logits, shape=(n,))
+            logits[:] = 0
+            if logits_last and start + n == n_total:
+                logits[n - 1] = 1
+            for i in range(n):
+                batch.seq_id[i][0] = seq
+            batch.n_tokens = n
+            with llama_log.capture() as log:
+                rc = llama_cpp.llama_decode(self._ctx, batch)
+            if rc != 0:
+                reason = llama_log.first_error(log) or f"llama_decode returned {rc}"
+                if rc == 1:
+                    reason = f"no room in the KV cache of {self.n_ctx} cells"
+                raise EngineError(
+                    f"decode of {n} tokens at position {pos0 + start} on sequence {seq} failed: {reason}"
+                )
+
+    def logits(self) -> np.ndarray:
+        """Logits of the last decoded token that asked for them (a copy)."""
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
+        n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        return np.ctypeslib.as_array(ptr, shape=(n_vocab,)).copy()
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        pos0: int,
+        params: SamplingParams,
+        max_tokens: int,
+        *,
+        seq: int = 0,
+    ) -> Iterator[int]:
+        """Decode the prompt at pos0, then sample and decode up to max_tokens, stopping at EOG.
+
+        Each yielded token is already in the KV cache, at the position after the previous one.
+        """
+        sampler = build_sampler(params, prompt)
+        try:
+            self.decode(prompt, pos0, seq=seq)
+            pos = pos0 + len(prompt)
+            for _ in range(max_tokens):
+                token = llama_cpp.llama_sampler_sample(sampler, self._ctx, -1)
+                if self.is_eog(token):
+                    return
+                yield token
+                self.decode([token], pos, seq=seq)
+                pos += 1
+        finally:
+            llama_cpp.llama_sampler_free(sampler)
+
+    # -- sequences (llama.h's llama_memory_* calls, positions [p0, p1), -1 = open end) ----
+
+    def _check_seq(self, *seqs: int) -> None:
+        # llama.cpp aborts the whole process on a sequence id it does not have
+        for s in seqs:
+            if not 0 <= s < self.config.n_seq_max and s != -1:
+                raise EngineError(f"sequence {s} out of range 0..{self.config.n_seq_max - 1}")
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        self._check_seq(seq)
+        return bool(llama_cpp.llama_memory_seq_rm(self._mem, seq, p0, p1))
+
+    def seq_add(self, seq: int, p0: int, p1: int, delta: int) -> None:
+        self._check_seq(seq)
+        if delta and not self.facts.can_shift:
+            raise EngineError(f"{self.facts.arch} models cannot shift their KV cache")
+        llama_cpp.llama_memory_seq_add(self._mem, seq, p0, p1, delta)
+
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        self._check_seq(src, dst)
+        llama_cpp.llama_memory_seq_cp(self._mem, src, dst, p0, p1)
+
+    def seq_pos_range(self, seq: int) -> tuple[int, int]:
+        """(min, max) position held by `seq`; (-1, -1) when empty."""
+        self._check_seq(seq)
+        return (
+            llama_cpp.llama_memory_seq_pos_min(self._mem, seq),
+            llama_cpp.llama_memory_seq_pos_max(self._mem, seq),
+        )
+
+    def clear(self) -> None:
+        llama_cpp.llama_memory_clear(self._mem, True)
+
+    # -- state -------------------------------------------------------------------
+
+    def state_size(self, seq: int = 0) -> int:
+        self._check_seq(seq)
+        return llama_cpp.llama_state_seq_get_size(self._ctx, seq)
+
+    def state_get(self, seq: int = 0) -> bytes:
+        self._check_seq(seq)
+        size = llama_cpp.llama_state_seq_get_size(self._ctx, seq)
+        buf = (ctypes.c_uint8 * size)()
+        n = llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, seq)
+        if n != size:
+            raise EngineError(f"state of sequence {seq}: {n} bytes written, {size} expected")
+        return bytes(buf)
+
+    def state_set(self, data: bytes, seq: int = 0) -> None:
+        self._check_seq(seq)
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_seq_set_data(self._ctx, buf, len(data), seq) == 0:
+            raise EngineError(f"llama.cpp refused the saved state for sequence {seq}")

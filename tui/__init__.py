@@ -1,0 +1,1 @@
+"""The Textual chat TUI (to come): a thin shell over `ikv_local`, like the CLI."""
