@@ -137,14 +137,27 @@ def doctor(json_out: JsonOpt = False) -> None:
 
 
 def main() -> None:
+    # typer keeps click's UsageError private; reach it through a public subclass
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     try:
-        app()
+        result = app(standalone_mode=False)
+    except usage_error as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        if message.strip():  # empty when `ikv` alone asked for the help it got
+            print(f"ikv: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("ikv: interrupted", file=sys.stderr)
+        sys.exit(130)
     except IkvError as exc:
         print(f"ikv: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("ikv: interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":

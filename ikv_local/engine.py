@@ -18,7 +18,7 @@ import llama_cpp
 import numpy as np
 
 from ikv_local import llama_log
-from ikv_local.errors import ContextTooLarge, EngineError, ModelError
+from ikv_local.errors import ContextTooLarge, EngineError, IkvError, ModelError
 from ikv_local.facts import (
     ROPE_TYPES,
     LayerFacts,
@@ -117,8 +117,8 @@ class Engine:
 
     def _check_fits(self, info: dict[str, str]) -> None:
         cfg = self.config
-        if cfg.n_ctx <= 0 or cfg.n_ctx > 2**31 - 1:
-            raise ContextTooLarge(f"context size must be between 1 and 2^31-1 tokens, got {cfg.n_ctx}")
+        if cfg.n_ctx <= 0:
+            raise IkvError(f"context size must be a positive number of tokens, got {cfg.n_ctx}")
         n_layer = llama_cpp.llama_model_n_layer(self._model)
         k = per_layer(info.get("n_embd_k_gqa", "0"), n_layer)
         v = per_layer(info.get("n_embd_v_gqa", "0"), n_layer)
@@ -355,7 +355,7 @@ class Engine:
 
         Each yielded token is already in the KV cache, at the position after the previous one.
         """
-        sampler = build_sampler(params, prompt)
+        sampler = build_sampler(params, self.facts.n_vocab, prompt)
         try:
             self.decode(prompt, pos0, seq=seq)
             pos = pos0 + len(prompt)

@@ -28,12 +28,16 @@ class SamplingParams:
         return cls(temperature=0.0, repeat_penalty=1.0)
 
 
-def build_sampler(params: SamplingParams, history: Sequence[int] = ()) -> llama_cpp.llama_sampler_p:
+def build_sampler(
+    params: SamplingParams, n_vocab: int, history: Sequence[int] = ()
+) -> llama_cpp.llama_sampler_p:
     """A sampler chain that has already seen the last tokens of `history` (for penalties)."""
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     add = lambda s: llama_cpp.llama_sampler_chain_add(chain, s)  # noqa: E731
     if params.repeat_penalty != 1.0:
-        add(llama_cpp.llama_sampler_init_penalties(PENALTY_LAST_N, params.repeat_penalty, 0.0, 0.0))
+        add(llama_cpp.llama_sampler_init_penalties(
+            n_vocab, PENALTY_LAST_N, params.repeat_penalty, 0.0, 0.0
+        ))
     if params.temperature <= 0:
         add(llama_cpp.llama_sampler_init_greedy())
     else:

@@ -1,0 +1,65 @@
+"""Shared fixtures: the real demo model, assembled once per test run into a temporary cache.
+
+Every test gets its own IKV_HOME, so no test reads or writes a user's real data.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ikv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ikv-cache")
+    os.environ["IKV_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_path(ikv_cache: Path) -> Path:
+    from ikv_local.model_file import demo_model_path
+
+    return demo_model_path()
+
+
+@pytest.fixture(autouse=True)
+def ikv_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "ikv-home"
+    monkeypatch.setenv("IKV_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def engine(demo_path: Path) -> Iterator[object]:
+    from ikv_local.engine import Engine, EngineConfig
+
+    with Engine(demo_path, EngineConfig(n_ctx=512, n_batch=128)) as eng:
+        yield eng
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_ikv(*args: str, env: dict[str, str] | None = None, code: str | None = None) -> Run:
+    """Run the real `ikv` CLI in a child process (as a user would)."""
+    cmd = [sys.executable, "-c", code or "from ikv_local.cli import main; main()", *args]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def ikv(ikv_cache: Path):
+    return run_ikv
