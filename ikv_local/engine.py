@@ -25,6 +25,7 @@ from ikv_local.facts import (
     ModelFacts,
     parse_cache_layers,
     parse_print_info,
+    parse_rotation,
     per_layer,
 )
 from ikv_local.kvcost import bytes_per_token, cache_type
@@ -109,6 +110,8 @@ class Engine:
             self._check_fits(info)
             ctx_log = self._create_context()
             self.facts = self._read_facts(info, ctx_log)
+            head_dim = self.facts.layers[0].head_dim_k if self.facts.layers else 0
+            self.k_rotation, self.v_rotation = parse_rotation(ctx_log, head_dim)
         except BaseException:
             self.close()
             raise
@@ -122,7 +125,7 @@ class Engine:
         n_layer = llama_cpp.llama_model_n_layer(self._model)
         k = per_layer(info.get("n_embd_k_gqa", "0"), n_layer)
         v = per_layer(info.get("n_embd_v_gqa", "0"), n_layer)
-        widths = [LayerFacts(i, 1, k[i], v[i], False, 0.0, 0.0) for i in range(n_layer)]
+        widths = [LayerFacts(i, 1, k[i], v[i], False, 0.0, 0.0, 0) for i in range(n_layer)]
         need = cfg.n_ctx * bytes_per_token(widths, cfg.type_k, cfg.type_v)
         ram = _available_ram()
         if cfg.n_gpu_layers == 0 and ram is not None and need > ram:
@@ -177,6 +180,8 @@ class Engine:
         scale = float(info.get("freq_scale_train", "1"))
         base_swa = float(info.get("freq_base_swa", base))
         scale_swa = float(info.get("freq_scale_swa", scale))
+        n_rot = int(info.get("n_rot", "0"))
+        n_rot_swa = int(info.get("n_rot_swa", n_rot))
         layers = tuple(
             LayerFacts(
                 index=i,
@@ -186,6 +191,7 @@ class Engine:
                 swa=i in swa_layers,
                 rope_base=base_swa if i in swa_layers else base,
                 rope_scale=scale_swa if i in swa_layers else scale,
+                n_rot=n_rot_swa if i in swa_layers else n_rot,
             )
             for i in range(n_layer)
         )

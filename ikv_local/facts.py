@@ -24,6 +24,7 @@ class LayerFacts:
     swa: bool
     rope_base: float
     rope_scale: float
+    n_rot: int  # leading dims of each head that carry rotary position
 
     @property
     def k_width(self) -> int:
@@ -91,6 +92,23 @@ def per_layer(value: str, n_layer: int) -> list[int]:
         items = [int(v) for v in value.strip("[]").split(",")]
         return items[:n_layer]
     return [int(value)] * n_layer
+
+
+_ROT = re.compile(r"attn_rot_([kv]) = (\d)")
+
+
+def parse_rotation(lines: list[str], head_dim_k: int) -> tuple[int, int]:
+    """Sizes of the Walsh-Hadamard blocks llama.cpp rotates stored K and V rows by (0 = none).
+
+    Quantized caches are stored rotated (`attn_rot_k/v` in the cache constructor's log). K uses
+    the largest power-of-two block that divides the head size, V blocks of 64
+    (`build_input_k_rot` / `build_input_v_rot` in llama-kv-cache.cpp).
+    """
+    flags = {m.group(1): m.group(2) == "1" for line in lines if (m := _ROT.search(line))}
+    k_block = 64
+    while head_dim_k % (k_block * 2) == 0:
+        k_block *= 2
+    return (k_block if flags.get("k") else 0), (64 if flags.get("v") else 0)
 
 
 def parse_cache_layers(lines: list[str]) -> tuple[list[int], list[int]]:

@@ -6,7 +6,7 @@ from ikv_local.kvcost import bytes_per_token, kv_bytes, row_bytes
 
 
 def layer(i: int, swa: bool, heads: int = 1, dim: int = 256) -> LayerFacts:
-    return LayerFacts(i, heads, dim, dim, swa, 10000.0, 1.0)
+    return LayerFacts(i, heads, dim, dim, swa, 10000.0, 1.0, dim)
 
 
 def test_row_bytes_follow_ggml_blocks():
