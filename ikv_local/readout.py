@@ -56,7 +56,7 @@ class LayerRows:
 
 @dataclass
 class CacheCells:
-    positions: np.ndarray  # int32 [n_cells]
+    positions: np.ndarray  # int32 [n_cells], ascending
     layers: dict[int, LayerRows]
 
 
@@ -177,6 +177,13 @@ def _read_cache(
             v = _rows_to_float(raw, v_type, n_cells, lay.v_width, name)
         v = _unrotate(v, v_rot).reshape(n_cells, lay.n_head_kv, lay.head_dim_v)
         rows[lay.index].v = v
+    # cells sit in ring-buffer order; hand them out by position
+    order = np.argsort(positions, kind="stable")
+    if (order != np.arange(n_cells)).any():
+        positions = positions[order]
+        for r in rows.values():
+            r.k = r.k[order]
+            r.v = None if r.v is None else r.v[order]
     return CacheCells(positions, rows)
 
 
@@ -202,7 +209,31 @@ def parse_seq_state(
 def read_cells(
     engine: Engine, p0: int, p1: int, *, seq: int = 0, values: bool = False
 ) -> SeqState:
-    """Cells of `seq` at positions [p0, p1), via the scratch sequence."""
+    """Cells of `seq` at positions [p0, p1), via the scratch sequence.
+
+    llama.cpp leaves sliding-window cells that the scratch sequence's last position has slid
+    past out of the state, so longer ranges are read in windows and joined.
+    """
+    step = engine.facts.n_swa if engine.facts.swa_layers else max(p1 - p0, 1)
+    parts = [_read_range(engine, a, min(a + step, p1), seq, values) for a in range(p0, p1, step)]
+    if len(parts) == 1:
+        return parts[0]
+    caches = []
+    for i in range(len(parts[0].caches)):
+        chunk = [p.caches[i] for p in parts]
+        layers = {
+            idx: LayerRows(
+                idx,
+                np.concatenate([c.layers[idx].k for c in chunk if idx in c.layers]),
+                None if not values else np.concatenate([c.layers[idx].v for c in chunk if idx in c.layers]),
+            )
+            for idx in {i for c in chunk for i in c.layers}
+        }
+        caches.append(CacheCells(np.concatenate([c.positions for c in chunk]), layers))
+    return SeqState(parts[0].seq_id, caches)
+
+
+def _read_range(engine: Engine, p0: int, p1: int, seq: int, values: bool) -> SeqState:
     engine.seq_rm(SCRATCH_SEQ)
     engine.seq_cp(seq, SCRATCH_SEQ, p0, p1)
     try:
