@@ -1,0 +1,254 @@
+"""The archive of one session: append-only 104-byte records in a memory-mapped file.
+
+Crash safety comes from the record format, not from locks or journals: the header is written
+once (to a temporary name, fsynced, renamed); records are only ever appended, in whole
+batches, and fsynced. A process killed mid-append leaves at worst a torn tail: bytes that are
+not a whole record, or whole records whose checksums fail. Opening the archive drops that
+tail with a warning (and, when opened for writing, truncates it away). A bad record in the
+middle (bit rot) is kept on disk but never served.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ikv_local.record import (
+    FIXED_HEADER_SIZE,
+    RECORD_DTYPE,
+    RECORD_SIZE,
+    ArchiveError,
+    ArchiveFormatError,
+    check_compatible,
+    header_size,
+    pack_header,
+    unpack_header,
+    valid,
+)
+
+RECORDS_FILE = "records.ikv"
+_WORDS_PER_RECORD = RECORD_SIZE // 4
+_SKETCH_WORDS = slice(RECORD_DTYPE.fields["sketch"][1] // 4, (RECORD_DTYPE.fields["sketch"][1] + 64) // 4)
+SOURCES_FILE = "sources.json"
+
+
+class ArchiveWarning(UserWarning):
+    """Something was dropped or skipped on open; the archive itself is usable."""
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so a crash leaves either the old or the new file, whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class OpenReport:
+    """What opening found: the counts a user or test may want to see."""
+
+    records: int = 0
+    torn_bytes: int = 0
+    dropped_tail: int = 0
+    bad_inside: list[int] = field(default_factory=list)
+
+
+class Archive:
+    """Records of one session. `Archive.create` makes one; `Archive(path)` opens it."""
+
+    def __init__(self, folder: str | os.PathLike[str], *, writable: bool = True,
+                 expect: dict[str, Any] | None = None) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / RECORDS_FILE
+        if not self.path.is_file():
+            raise ArchiveError(f"no archive in {self.folder}")
+        with open(self.path, "rb") as f:
+            fixed = f.read(FIXED_HEADER_SIZE)
+            size = header_size(fixed)
+            f.seek(0)
+            head = f.read(size)
+        self.header = unpack_header(head)
+        if len(head) < self.header.header_size:
+            raise ArchiveFormatError(f"truncated header in {self.path}")
+        if expect is not None:
+            check_compatible(self.header.meta, expect)
+        self.writable = writable
+        self.report = OpenReport()
+        self._map: np.ndarray | None = None
+        self._words: np.ndarray | None = None
+        self._valid: np.ndarray | None = None
+        self._recover()
+
+    # -- creating and opening ----------------------------------------------------
+
+    @classmethod
+    def create(cls, folder: str | os.PathLike[str], meta: dict[str, Any]) -> Archive:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / RECORDS_FILE
+        if path.exists():
+            raise ArchiveError(f"an archive already exists in {folder}")
+        meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **meta}
+        write_atomic(path, pack_header(meta))
+        return cls(folder)
+
+    @classmethod
+    def open_or_create(cls, folder: str | os.PathLike[str], meta: dict[str, Any],
+                       keys: tuple[str, ...] = ("model_fingerprint", "sketch")) -> Archive:
+        if (Path(folder) / RECORDS_FILE).exists():
+            return cls(folder, expect={k: meta[k] for k in keys if k in meta})
+        return cls.create(folder, meta)
+
+    def _recover(self) -> None:
+        body = self.path.stat().st_size - self.header.header_size
+        n, torn = divmod(body, RECORD_SIZE)
+        self.report.torn_bytes = torn
+        self._n = n
+        ok = valid(self._records(n)) if n else np.zeros(0, bool)
+        # a torn tail: trailing records that fail their checksums
+        keep = n
+        while keep and not ok[keep - 1]:
+            keep -= 1
+        self.report.dropped_tail = n - keep
+        self.report.bad_inside = np.flatnonzero(~ok[:keep]).tolist()
+        self._n = keep
+        self.report.records = keep
+        self._valid = ok[:keep]
+        if torn or keep < n:
+            warnings.warn(
+                f"archive {self.path}: dropped a torn tail of {torn} bytes and {n - keep} "
+                "incomplete records left by an interrupted write",
+                ArchiveWarning,
+                stacklevel=3,
+            )
+            if self.writable:
+                with open(self.path, "r+b") as f:
+                    f.truncate(self.header.header_size + keep * RECORD_SIZE)
+                    os.fsync(f.fileno())
+        if self.report.bad_inside:
+            warnings.warn(
+                f"archive {self.path}: {len(self.report.bad_inside)} damaged records "
+                "will not be served",
+                ArchiveWarning,
+                stacklevel=3,
+            )
+
+    # -- reading -----------------------------------------------------------------
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.header.meta
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _records(self, n: int) -> np.ndarray:
+        if n == 0:
+            return np.zeros(0, RECORD_DTYPE)
+        if self._map is None or len(self._map) != n:
+            self._map = np.memmap(self.path, RECORD_DTYPE, "r", self.header.header_size, (n,))
+        return self._map
+
+    def records(self) -> np.ndarray:
+        """All complete records, memory-mapped (read-only); check `usable` before serving."""
+        return self._records(self._n)
+
+    @property
+    def usable(self) -> np.ndarray:
+        """Per record: passed its checksum (only these may be recalled)."""
+        assert self._valid is not None
+        return self._valid
+
+    def sketches(self) -> np.ndarray:
+        return self.records()["sketch"]
+
+    def sketch_words(self, ids: np.ndarray | None = None) -> np.ndarray:
+        """Sketches of the given records (all when None) as contiguous uint64 [n, 8].
+
+        Gathering whole rows of a 32-bit view, then slicing, is several times faster than
+        gathering the strided `sketch` field of the structured memmap.
+        """
+        if self._n == 0:
+            return np.zeros((0, 8), np.uint64)
+        if self._words is None or len(self._words) != self._n:
+            self._words = np.memmap(self.path, np.uint32, "r", self.header.header_size,
+                                    (self._n, _WORDS_PER_RECORD))
+        rows = self._words if ids is None else np.take(self._words, ids, axis=0)
+        return np.ascontiguousarray(rows[:, _SKETCH_WORDS]).view(np.uint64)
+
+    # -- writing -----------------------------------------------------------------
+
+    def append(self, records: np.ndarray, *, sync: bool = True) -> None:
+        """Append whole records in one write; fsync unless told otherwise."""
+        if not self.writable:
+            raise ArchiveError(f"archive {self.path} was opened read-only")
+        if records.dtype != RECORD_DTYPE:
+            raise ArchiveError("append takes records made by ikv_local.record.encode")
+        if len(records) == 0:
+            return
+        data = np.ascontiguousarray(records).tobytes()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._n += len(records)
+        self._valid = np.concatenate([self.usable, valid(records)])
+        self._map = self._words = None
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
+
+    # -- sources: where archived tokens came from ---------------------------------
+
+    def sources(self) -> list[str]:
+        path = self.folder / SOURCES_FILE
+        if not path.exists():
+            return []
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ArchiveFormatError(f"unreadable {path}: {exc}") from None
+        if not isinstance(data, list) or not all(isinstance(s, str) for s in data):
+            raise ArchiveFormatError(f"{path} is not a list of source names")
+        return data
+
+    def source_id(self, name: str) -> int:
+        """The id of a source (file path, "chat"), added on first use."""
+        names = self.sources()
+        if name in names:
+            return names.index(name)
+        if len(names) >= 1 << 16:
+            raise ArchiveError("an archive holds at most 65,536 sources")
+        names.append(name)
+        write_atomic(self.folder / SOURCES_FILE, json.dumps(names).encode())
+        return len(names) - 1
