@@ -123,8 +123,7 @@ class Engine:
         if cfg.n_ctx <= 0:
             raise IkvError(f"context size must be a positive number of tokens, got {cfg.n_ctx}")
         n_layer = llama_cpp.llama_model_n_layer(self._model)
-        k = per_layer(info.get("n_embd_k_gqa", "0"), n_layer)
-        v = per_layer(info.get("n_embd_v_gqa", "0"), n_layer)
+        _, k, v = self._kv_shape(info, n_layer)
         widths = [LayerFacts(i, 1, k[i], v[i], False, 0.0, 0.0, 0) for i in range(n_layer)]
         need = cfg.n_ctx * bytes_per_token(widths, cfg.type_k, cfg.type_v)
         ram = _available_ram()
@@ -169,12 +168,31 @@ class Engine:
         self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
         return lines
 
+    def _kv_shape(self, info: dict[str, str], n_layer: int) -> tuple[list[int], list[int], list[int]]:
+        """Per layer: KV heads, K width, V width.
+
+        From llama.cpp's print_info report; it formats these with a C++ stringstream, which
+        prints nothing once some other extension (usearch was seen doing it) has changed the
+        process's C++ stream state. Then fall back to the GGUF's scalar keys, as llama.cpp
+        reads them (key_length defaults to n_embd / n_head).
+        """
+        keys = ("n_head_kv", "n_embd_k_gqa", "n_embd_v_gqa")
+        if all(info.get(k) for k in keys):
+            heads, k, v = (per_layer(info[key], n_layer) for key in keys)
+            return heads, k, v
+        m = self._model
+        arch = _meta(m, "general.architecture")
+        n_head = llama_cpp.llama_model_n_head(m)
+        heads = llama_cpp.llama_model_n_head_kv(m)
+        default = llama_cpp.llama_model_n_embd(m) // max(n_head, 1)
+        dim_k = int(_meta(m, f"{arch}.attention.key_length") or default)
+        dim_v = int(_meta(m, f"{arch}.attention.value_length") or default)
+        return [heads] * n_layer, [heads * dim_k] * n_layer, [heads * dim_v] * n_layer
+
     def _read_facts(self, info: dict[str, str], ctx_log: list[str]) -> ModelFacts:
         m = self._model
         n_layer = llama_cpp.llama_model_n_layer(m)
-        n_head_kv = per_layer(info.get("n_head_kv", "0"), n_layer)
-        k_gqa = per_layer(info.get("n_embd_k_gqa", "0"), n_layer)
-        v_gqa = per_layer(info.get("n_embd_v_gqa", "0"), n_layer)
+        n_head_kv, k_gqa, v_gqa = self._kv_shape(info, n_layer)
         _, swa_layers = parse_cache_layers(ctx_log)
         base = float(info.get("freq_base_train", "0"))
         scale = float(info.get("freq_scale_train", "1"))

@@ -106,7 +106,7 @@ def parse_rotation(lines: list[str], head_dim_k: int) -> tuple[int, int]:
     """
     flags = {m.group(1): m.group(2) == "1" for line in lines if (m := _ROT.search(line))}
     k_block = 64
-    while head_dim_k % (k_block * 2) == 0:
+    while head_dim_k > 0 and head_dim_k % (k_block * 2) == 0:
         k_block *= 2
     return (k_block if flags.get("k") else 0), (64 if flags.get("v") else 0)
 

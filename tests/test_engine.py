@@ -156,3 +156,18 @@ def test_facts_match_the_gguf_metadata(engine, demo_path):
 def test_kv_bytes_per_token_match_llama_cpp_state_size(demo_path, engine, cache_type):
     computed = bytes_per_token(engine.facts.layers, cache_type, cache_type)
     assert measure_state_bytes_per_token(demo_path, cache_type, n_tokens=32) == computed
+
+
+def test_facts_do_not_depend_on_what_was_imported_before(engine, demo_path):
+    """usearch's extension silences llama.cpp's C++ stream output; facts must not change."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import usearch.index, json, sys; from ikv_local.engine import Engine, EngineConfig; "
+        "e = Engine(sys.argv[1], EngineConfig(n_ctx=256)); print(json.dumps(e.facts.to_dict()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(demo_path)], capture_output=True,
+                         text=True, check=True).stdout
+    assert json.loads(out) == json.loads(json.dumps(engine.facts.to_dict()))

@@ -1,0 +1,81 @@
+"""File a block of the KV cache into the archive: readout -> sketch -> records -> append.
+
+The window manager decides which cells age and what they were (token ids, absolute
+positions, role, source); this module turns those cells into records. KV cells hold no token
+ids, so the caller passes them, aligned with the cells' positions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ikv_local.archive import Archive
+from ikv_local.engine import Engine
+from ikv_local.readout import read_cells
+from ikv_local.record import Flag, Role, encode
+from ikv_local.sketch import SketchSpec, encode as encode_sketch, unit_keys, vectors
+
+SENTENCE_ENDS = (b".", b"!", b"?", b"\xe3\x80\x82")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a block of tokens came from."""
+
+    role: Role
+    source: int  # Archive.source_id(...)
+    segment: int  # chat turn or document segment
+    time_ms: int | None = None  # now, when None
+
+
+def boundary_flags(engine: Engine, tokens: list[int], previous: int | None = None) -> np.ndarray:
+    """LINE_START / SENTENCE_START per token, from the pieces before it."""
+    flags = np.zeros(len(tokens), np.uint8)
+    before = engine.piece(previous) if previous is not None else b"\n"
+    for i, tok in enumerate(tokens):
+        tail = before.rstrip(b" \t")
+        if before.endswith(b"\n"):
+            flags[i] |= Flag.LINE_START | Flag.SENTENCE_START
+        elif tail.endswith(SENTENCE_ENDS):
+            flags[i] |= Flag.SENTENCE_START
+        before = engine.piece(tok)
+    return flags
+
+
+def file_cells(
+    engine: Engine,
+    archive: Archive,
+    spec: SketchSpec,
+    p0: int,
+    tokens: list[int],
+    first_position: int,
+    origin: Origin,
+    *,
+    previous_token: int | None = None,
+    seq: int = 0,
+    sync: bool = True,
+) -> np.ndarray:
+    """Archive cells [p0, p0 + len(tokens)) of `seq`; returns the records appended.
+
+    `first_position` is the absolute position of tokens[0] in the session's token stream.
+    """
+    state = read_cells(engine, p0, p0 + len(tokens), seq=seq)
+    positions, keys = unit_keys(state, engine.facts, spec.units)
+    if not np.array_equal(positions, np.arange(p0, p0 + len(tokens))):
+        raise ValueError(f"cells [{p0}, {p0 + len(tokens)}) are not all in the cache")
+    sketch = encode_sketch(vectors(keys, spec), spec)
+    records = encode(
+        position=np.arange(first_position, first_position + len(tokens), dtype=np.uint64),
+        time_ms=origin.time_ms if origin.time_ms is not None else int(time.time() * 1000),
+        token=np.asarray(tokens, dtype=np.uint32),
+        segment=origin.segment,
+        source=origin.source,
+        role=int(origin.role),
+        flags=boundary_flags(engine, tokens, previous_token),
+        sketch=sketch,
+    )
+    archive.append(records, sync=sync)
+    return records
