@@ -8,7 +8,9 @@ exactly, by Hamming distance on the sketches in the records themselves. On disk:
 2 bytes per token for the assignment and 4 for the record ids grouped by list.
 
 Files beside the records, all rebuildable from the records alone:
-    centroids.usearch   USearch B1/Hamming index of the centroids (opened with view=True)
+    centroids.usearch   USearch B1/Hamming graph of the centroids (opened with view=True),
+                        for assigning new records in bulk
+    centroids.npy       the centroid sketches, scanned exactly when probing a query
     assign.u16          one list id per record, appended as records are
     postings.npy        record ids [0, n_grouped) sorted by list
     offsets.npy         where each list starts in postings
@@ -33,7 +35,7 @@ EXACT_LIMIT = 1 << 16  # below this many records a full scan is faster than prob
 TRAIN_SAMPLE_PER_LIST = 32
 TRAIN_ROUNDS = 6
 OUTLIER_SHARE = 0.3  # farther than this share of bits from every centroid: not covered
-DEFAULT_NPROBE = 32
+DEFAULT_NPROBE = 40
 SKETCH_BITS = 512
 _INDEX_JSON = "index.json"
 
@@ -116,6 +118,7 @@ class SketchIndex:
             if self.meta["nlist"]:
                 self._centroids = Index.restore(str(self.folder / "centroids.usearch"), view=True)
                 self._offsets = np.load(self.folder / "offsets.npy")
+                self._centre_bits = np.load(self.folder / "centroids.npy")
                 self._postings = np.load(self.folder / "postings.npy", mmap_mode="r")
                 if self._centroids is None or len(self._offsets) != self.meta["nlist"] + 1:
                     raise ValueError("index files disagree")
@@ -140,7 +143,8 @@ class SketchIndex:
             os.fsync(f.fileno())
 
     def disk_bytes(self) -> int:
-        names = ("centroids.usearch", "assign.u16", "postings.npy", "offsets.npy", _INDEX_JSON)
+        names = ("centroids.usearch", "centroids.npy", "assign.u16", "postings.npy", "offsets.npy",
+                 _INDEX_JSON)
         return sum((self.folder / n).stat().st_size for n in names if (self.folder / n).exists())
 
     # -- keeping up with the records --------------------------------------------------
@@ -183,8 +187,11 @@ class SketchIndex:
         nlist = _nlist_for(n)
         centroids = train_centroids(sketches, nlist)
         index = Index(ndim=SKETCH_BITS, metric=MetricKind.Hamming, dtype=ScalarKind.B1,
-                      connectivity=16, expansion_add=128, expansion_search=128)
+                      connectivity=16, expansion_add=256, expansion_search=256)
         index.add(np.arange(nlist), centroids)
+        tmp_bits = self.folder / f".centroids.{os.getpid()}.tmp.npy"
+        np.save(tmp_bits, centroids)
+        os.replace(tmp_bits, self.folder / "centroids.npy")
         tmp = self.folder / f".centroids.{os.getpid()}.tmp"
         index.save(str(tmp))
         os.replace(tmp, self.folder / "centroids.usearch")
@@ -216,7 +223,8 @@ class SketchIndex:
             return np.arange(n)
         assert self._centroids is not None
         nprobe = min(nprobe, self.meta["nlist"])
-        found = self._centroids.search(queries, nprobe)
+        # probing is exact (a scan of nlist centroids); the graph serves bulk assignment
+        found = search(self._centre_bits, queries, nprobe, MetricKind.Hamming, exact=True)
         lists = np.unique(np.asarray(found.keys).reshape(len(queries), -1))
         lists = lists[lists < self.meta["nlist"]]
         parts = [self._postings[self._offsets[l] : self._offsets[l + 1]] for l in lists]

@@ -97,7 +97,8 @@ def test_a_stale_index_catches_up_and_a_lost_one_is_rebuilt(big, tmp_path):
     hits = index.search(extra[123], 1)
     assert hits.ids[0] == n0 + 123 and hits.distances[0] == 0
     # remove every index file: the records alone rebuild it
-    for name in ("centroids.usearch", "assign.u16", "postings.npy", "offsets.npy", "index.json"):
+    for name in ("centroids.usearch", "centroids.npy", "assign.u16", "postings.npy", "offsets.npy",
+                 "index.json"):
         (folder / name).unlink()
     rebuilt = SketchIndex(Archive(folder))
     assert rebuilt.meta["nlist"] == 0
