@@ -107,9 +107,10 @@ class Engine:
         try:
             self._vocab = llama_cpp.llama_model_get_vocab(self._model)
             info = parse_print_info(model_log)
-            self._check_fits(info)
+            shape = self._kv_shape(info, llama_cpp.llama_model_n_layer(self._model))
+            self._check_fits(shape)
             ctx_log = self._create_context()
-            self.facts = self._read_facts(info, ctx_log)
+            self.facts = self._read_facts(info, shape, ctx_log)
             head_dim = self.facts.layers[0].head_dim_k if self.facts.layers else 0
             self.k_rotation, self.v_rotation = parse_rotation(ctx_log, head_dim)
         except BaseException:
@@ -118,13 +119,12 @@ class Engine:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def _check_fits(self, info: dict[str, str]) -> None:
+    def _check_fits(self, shape: tuple[list[int], list[int], list[int]]) -> None:
         cfg = self.config
         if cfg.n_ctx <= 0:
             raise IkvError(f"context size must be a positive number of tokens, got {cfg.n_ctx}")
-        n_layer = llama_cpp.llama_model_n_layer(self._model)
-        _, k, v = self._kv_shape(info, n_layer)
-        widths = [LayerFacts(i, 1, k[i], v[i], False, 0.0, 0.0, 0) for i in range(n_layer)]
+        _, k, v = shape
+        widths = [LayerFacts(i, 1, k[i], v[i], False, 0.0, 0.0, 0) for i in range(len(k))]
         need = cfg.n_ctx * bytes_per_token(widths, cfg.type_k, cfg.type_v)
         ram = _available_ram()
         if cfg.n_gpu_layers == 0 and ram is not None and need > ram:
@@ -189,10 +189,12 @@ class Engine:
         dim_v = int(_meta(m, f"{arch}.attention.value_length") or default)
         return [heads] * n_layer, [heads * dim_k] * n_layer, [heads * dim_v] * n_layer
 
-    def _read_facts(self, info: dict[str, str], ctx_log: list[str]) -> ModelFacts:
+    def _read_facts(
+        self, info: dict[str, str], shape: tuple[list[int], list[int], list[int]], ctx_log: list[str]
+    ) -> ModelFacts:
         m = self._model
-        n_layer = llama_cpp.llama_model_n_layer(m)
-        n_head_kv, k_gqa, v_gqa = self._kv_shape(info, n_layer)
+        n_head_kv, k_gqa, v_gqa = shape
+        n_layer = len(k_gqa)
         _, swa_layers = parse_cache_layers(ctx_log)
         base = float(info.get("freq_base_train", "0"))
         scale = float(info.get("freq_scale_train", "1"))

@@ -14,6 +14,7 @@ import numpy as np
 
 from ikv_local.archive import Archive
 from ikv_local.engine import Engine
+from ikv_local.errors import EngineError
 from ikv_local.readout import read_cells
 from ikv_local.record import Flag, Role, encode
 from ikv_local.sketch import SketchSpec, encode as encode_sketch, unit_keys, vectors
@@ -65,7 +66,7 @@ def file_cells(
     state = read_cells(engine, p0, p0 + len(tokens), seq=seq)
     positions, keys = unit_keys(state, engine.facts, spec.units)
     if not np.array_equal(positions, np.arange(p0, p0 + len(tokens))):
-        raise ValueError(f"cells [{p0}, {p0 + len(tokens)}) are not all in the cache")
+        raise EngineError(f"cells [{p0}, {p0 + len(tokens)}) are not all in the KV cache")
     sketch = encode_sketch(vectors(keys, spec), spec)
     records = encode(
         position=np.arange(first_position, first_position + len(tokens), dtype=np.uint64),

@@ -30,13 +30,14 @@ import numpy as np
 from usearch.index import Index, MetricKind, ScalarKind, search
 
 from ikv_local.archive import Archive, write_atomic
+from ikv_local.record import SKETCH_BYTES
 
 EXACT_LIMIT = 1 << 16  # below this many records a full scan is faster than probing
 TRAIN_SAMPLE_PER_LIST = 32
 TRAIN_ROUNDS = 6
 OUTLIER_SHARE = 0.3  # farther than this share of bits from every centroid: not covered
 DEFAULT_NPROBE = 40
-SKETCH_BITS = 512
+SKETCH_BITS = SKETCH_BYTES * 8
 _INDEX_JSON = "index.json"
 
 
@@ -142,6 +143,11 @@ class SketchIndex:
             f.flush()
             os.fsync(f.fileno())
 
+    def _save_npy(self, name: str, arr: np.ndarray) -> None:
+        tmp = self.folder / f".{name}.{os.getpid()}.tmp.npy"
+        np.save(tmp, arr)
+        os.replace(tmp, self.folder / name)
+
     def disk_bytes(self) -> int:
         names = ("centroids.usearch", "centroids.npy", "assign.u16", "postings.npy", "offsets.npy",
                  _INDEX_JSON)
@@ -189,9 +195,7 @@ class SketchIndex:
         index = Index(ndim=SKETCH_BITS, metric=MetricKind.Hamming, dtype=ScalarKind.B1,
                       connectivity=16, expansion_add=256, expansion_search=256)
         index.add(np.arange(nlist), centroids)
-        tmp_bits = self.folder / f".centroids.{os.getpid()}.tmp.npy"
-        np.save(tmp_bits, centroids)
-        os.replace(tmp_bits, self.folder / "centroids.npy")
+        self._save_npy("centroids.npy", centroids)
         tmp = self.folder / f".centroids.{os.getpid()}.tmp"
         index.save(str(tmp))
         os.replace(tmp, self.folder / "centroids.usearch")
@@ -206,10 +210,8 @@ class SketchIndex:
             write_atomic(self._assign_path(), labels.astype("<u2").tobytes())
         order = np.argsort(labels, kind="stable").astype(np.uint32)
         offsets = np.searchsorted(labels[order], np.arange(nlist + 1)).astype(np.int64)
-        for name, arr in (("postings.npy", order), ("offsets.npy", offsets)):
-            tmp = self.folder / f".{name}.{os.getpid()}.tmp.npy"
-            np.save(tmp, arr)
-            os.replace(tmp, self.folder / name)
+        self._save_npy("postings.npy", order)
+        self._save_npy("offsets.npy", offsets)
         self.meta = {**self.meta, "n_grouped": len(labels)}
         write_atomic(self.folder / _INDEX_JSON, json.dumps(self.meta).encode())
         self._load()
