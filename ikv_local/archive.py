@@ -225,6 +225,19 @@ class Archive:
         self._valid = np.concatenate([self.usable, valid(records)])
         self._map = self._words = None
 
+    def truncate(self, n: int) -> None:
+        """Keep the first n records (records written past a session's last checkpoint)."""
+        if not self.writable:
+            raise ArchiveError(f"archive {self.path} was opened read-only")
+        if not 0 <= n <= self._n:
+            raise ArchiveError(f"cannot keep {n} of {self._n} records")
+        with open(self.path, "r+b") as f:
+            f.truncate(self.header.header_size + n * RECORD_SIZE)
+            os.fsync(f.fileno())
+        self._n = n
+        self._valid = self.usable[:n]
+        self._map = self._words = None
+
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -368,6 +369,15 @@ class Engine:
         n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         return np.ctypeslib.as_array(ptr, shape=(n_vocab,)).copy()
 
+    @contextmanager
+    def sampler(self, params: SamplingParams, history: Sequence[int] = ()) -> Iterator[Callable[[], int]]:
+        """A function that samples the next token from the last logits (and remembers it)."""
+        chain = build_sampler(params, self.facts.n_vocab, history)
+        try:
+            yield lambda: int(llama_cpp.llama_sampler_sample(chain, self._ctx, -1))
+        finally:
+            llama_cpp.llama_sampler_free(chain)
+
     def generate(
         self,
         prompt: Sequence[int],
@@ -381,19 +391,16 @@ class Engine:
 
         Each yielded token is already in the KV cache, at the position after the previous one.
         """
-        sampler = build_sampler(params, self.facts.n_vocab, prompt)
-        try:
+        with self.sampler(params, prompt) as sample:
             self.decode(prompt, pos0, seq=seq)
             pos = pos0 + len(prompt)
             for _ in range(max_tokens):
-                token = llama_cpp.llama_sampler_sample(sampler, self._ctx, -1)
+                token = sample()
                 if self.is_eog(token):
                     return
                 yield token
                 self.decode([token], pos, seq=seq)
                 pos += 1
-        finally:
-            llama_cpp.llama_sampler_free(sampler)
 
     # -- sequences (llama.h's llama_memory_* calls, positions [p0, p1), -1 = open end) ----
 

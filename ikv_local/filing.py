@@ -46,6 +46,45 @@ def boundary_flags(engine: Engine, tokens: list[int], previous: int | None = Non
     return flags
 
 
+def sketch_cells(engine: Engine, spec: SketchSpec, p0: int, n: int, *, seq: int = 0) -> np.ndarray:
+    """Sketches [n, 64] of cells [p0, p0 + n) of `seq`.
+
+    Sliding-window layers reuse a cell once it has slid out of every window, so a block is
+    sketched while it is recent and filed later.
+    """
+    state = read_cells(engine, p0, p0 + n, seq=seq)
+    positions, keys = unit_keys(state, engine.facts, spec.units)
+    if not np.array_equal(positions, np.arange(p0, p0 + n)):
+        raise EngineError(f"cells [{p0}, {p0 + n}) are not all in the KV cache")
+    return encode_sketch(vectors(keys, spec), spec)
+
+
+def file_records(
+    engine: Engine,
+    archive: Archive,
+    tokens: list[int],
+    sketches: np.ndarray,
+    first_position: int,
+    origin: Origin,
+    *,
+    previous_token: int | None = None,
+    sync: bool = True,
+) -> np.ndarray:
+    """Append records for `tokens` (absolute positions from `first_position`); returns them."""
+    records = encode(
+        position=np.arange(first_position, first_position + len(tokens), dtype=np.uint64),
+        time_ms=origin.time_ms if origin.time_ms is not None else int(time.time() * 1000),
+        token=np.asarray(tokens, dtype=np.uint32),
+        segment=origin.segment,
+        source=origin.source,
+        role=int(origin.role),
+        flags=boundary_flags(engine, tokens, previous_token),
+        sketch=sketches,
+    )
+    archive.append(records, sync=sync)
+    return records
+
+
 def file_cells(
     engine: Engine,
     archive: Archive,
@@ -59,24 +98,7 @@ def file_cells(
     seq: int = 0,
     sync: bool = True,
 ) -> np.ndarray:
-    """Archive cells [p0, p0 + len(tokens)) of `seq`; returns the records appended.
-
-    `first_position` is the absolute position of tokens[0] in the session's token stream.
-    """
-    state = read_cells(engine, p0, p0 + len(tokens), seq=seq)
-    positions, keys = unit_keys(state, engine.facts, spec.units)
-    if not np.array_equal(positions, np.arange(p0, p0 + len(tokens))):
-        raise EngineError(f"cells [{p0}, {p0 + len(tokens)}) are not all in the KV cache")
-    sketch = encode_sketch(vectors(keys, spec), spec)
-    records = encode(
-        position=np.arange(first_position, first_position + len(tokens), dtype=np.uint64),
-        time_ms=origin.time_ms if origin.time_ms is not None else int(time.time() * 1000),
-        token=np.asarray(tokens, dtype=np.uint32),
-        segment=origin.segment,
-        source=origin.source,
-        role=int(origin.role),
-        flags=boundary_flags(engine, tokens, previous_token),
-        sketch=sketch,
-    )
-    archive.append(records, sync=sync)
-    return records
+    """Archive cells [p0, p0 + len(tokens)) of `seq` now; returns the records appended."""
+    sketches = sketch_cells(engine, spec, p0, len(tokens), seq=seq)
+    return file_records(engine, archive, tokens, sketches, first_position, origin,
+                        previous_token=previous_token, sync=sync)

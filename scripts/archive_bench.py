@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import receipt  # noqa: E402
+from ikv_local import receipt  # noqa: E402
 
 from ikv_local.archive import Archive  # noqa: E402
 from ikv_local.index import DEFAULT_NPROBE, SketchIndex, hamming_to  # noqa: E402

@@ -1,0 +1,131 @@
+"""One question against a session: recall into the slot, then answer in the window.
+
+The same loop serves `ikv ask` (the turn is thrown away afterwards) and chat (it is kept).
+Without recall the window is exactly llama.cpp's context shift: sink kept, oldest dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ikv_local.filing import Origin
+from ikv_local.prompt import Message
+from ikv_local.recall import RecallSettings, Span, find_spans, query_sketches, slot_tokens
+from ikv_local.record import Role
+from ikv_local.sampling import SamplingParams
+from ikv_local.session import Session
+
+SLOT_FRAMING = 32  # tokens the slot's header, gaps and footer may take
+
+
+@dataclass
+class Answer:
+    text: str
+    recalled: list[Span]
+    window_tokens: int
+    archived_tokens: int
+    seconds: float
+    recall_seconds: float  # search + re-injection, all refreshes together
+    tokens: int  # generated
+    decode_seconds: float
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "answer": self.text,
+            "recalled": [s.to_dict() for s in self.recalled],
+            "window_tokens": self.window_tokens,
+            "archived_tokens": self.archived_tokens,
+            "seconds": round(self.seconds, 3),
+            "recall_seconds": round(self.recall_seconds, 4),
+            "tokens": self.tokens,
+            "tokens_per_s": round(self.tokens / self.decode_seconds, 2) if self.decode_seconds else None,
+        }
+
+
+def question_prompt(session: Session, question: str) -> str:
+    """The turn as the model expects it: its chat template, or a plain Question/Answer cue."""
+    engine = session.engine
+    assert engine is not None
+    if engine.chat_template():
+        text = engine.format_chat([Message("user", question)])
+        bos = engine.piece(engine.bos).decode("utf-8", "replace")
+        return text[len(bos):] if bos and text.startswith(bos) else text
+    return f"\n\nQuestion: {question.strip()}\nAnswer:"
+
+
+def recall_into_slot(session: Session, query_text: str, settings: RecallSettings) -> list[Span]:
+    engine, window = session.engine, session.window
+    assert engine is not None
+    query = engine.tokenize(query_text)
+    queries = query_sketches(engine, session.spec, window.layout.sink, query)
+    spans = find_spans(session.archive, session.index, queries,
+                       window.layout.slot - SLOT_FRAMING, settings, query,
+                       limit=window.archived)
+    tokens, spans = slot_tokens(engine, spans, window.layout.slot)
+    window.fill_slot(tokens)
+    return spans
+
+
+def ask(
+    session: Session,
+    question: str,
+    *,
+    recall: bool = True,
+    max_tokens: int = 128,
+    params: SamplingParams = SamplingParams.greedy(),
+    answer_prefix: str = "",
+    recall_every: int = 0,
+    settings: RecallSettings = RecallSettings(),
+    on_text: Callable[[str], None] | None = None,
+) -> Answer:
+    """Answer `question`; `answer_prefix` is put in the model's mouth (benchmarks use it)."""
+    engine, window = session.engine, session.window
+    assert engine is not None
+    t0 = time.perf_counter()
+    spans: list[Span] = []
+    recall_s = 0.0
+    if recall and window.archived:
+        spans = recall_into_slot(session, question, settings)
+        recall_s = time.perf_counter() - t0
+    else:
+        window.clear_slot()
+    chat = session.archive.source_id("chat") if session.options.writable else 0
+    segment = window.stream_end
+    prompt = engine.tokenize(question_prompt(session, question) + answer_prefix, special=True)
+    window.append(prompt, Origin(Role.USER, chat, segment), logits_last=True)
+    out: list[int] = []
+    pieces: list[bytes] = []
+    shown = 0
+    t_dec = time.perf_counter()
+    with engine.sampler(params, prompt) as sample:
+        for i in range(max_tokens):
+            token = sample()
+            if engine.is_eog(token):
+                break
+            out.append(token)
+            pieces.append(engine.piece(token))
+            text = b"".join(pieces).decode("utf-8", "ignore")
+            if on_text and len(text) > shown:
+                on_text(text[shown:])
+                shown = len(text)
+            if i + 1 == max_tokens:
+                break
+            if recall_every and recall and (i + 1) % recall_every == 0 and window.archived:
+                t_r = time.perf_counter()
+                spans = recall_into_slot(session, question + engine.detokenize(out), settings)
+                recall_s += time.perf_counter() - t_r
+            window.append([token], Origin(Role.ASSISTANT, chat, segment), logits_last=True)
+    dec_s = time.perf_counter() - t_dec - (recall_s - (t_dec - t0 if recall_s else 0.0))
+    return Answer(
+        text=engine.detokenize(out),
+        recalled=spans,
+        window_tokens=window.cells,
+        archived_tokens=window.archived,
+        seconds=time.perf_counter() - t0,
+        recall_seconds=recall_s,
+        tokens=len(out),
+        decode_seconds=dec_s,
+    )

@@ -1,0 +1,138 @@
+"""Ingest: stream text files through the window into a session's archive.
+
+Files are read in pieces and decoded as strict UTF-8, so a 100 MB book never sits in memory
+whole; each piece ends at a whitespace so no word is split between two tokenizer calls.
+Every file is checked before the first is read, and a checkpoint follows each file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ikv_local.errors import IkvError
+from ikv_local.filing import Origin
+from ikv_local.record import Role
+from ikv_local.session import Session
+
+READ_BYTES = 1 << 16
+SNIFF_BYTES = 8192
+CHECKPOINT_SECONDS = 60.0
+DOCUMENT_GAP = "\n\n"
+
+
+class InputError(IkvError):
+    exit_code = 8
+
+
+@dataclass
+class Progress:
+    file: str
+    bytes_done: int
+    bytes_total: int
+    tokens: int
+    archived: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    session: str
+    tokens: int  # tokens read by this ingest
+    archived_tokens: int  # in the session's archive, all told
+    window_tokens: int  # cells of the hot window
+    seconds: float
+    archive_bytes: int
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def check_text_file(path: Path) -> int:
+    """Size of a readable, non-empty file that does not look binary."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: the file is empty")
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+    if b"\x00" in head:
+        raise InputError(f"{path}: looks binary (NUL bytes); ikv ingests UTF-8 text")
+    try:
+        codecs.getincrementaldecoder("utf-8")("strict").decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    return size
+
+
+def text_pieces(path: Path, read_bytes: int = READ_BYTES) -> Iterator[tuple[str, int]]:
+    """(text, bytes read so far); pieces end after whitespace, the last one at end of file."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    carry = ""
+    done = 0
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(read_bytes)
+            try:
+                text = carry + decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path}: not UTF-8 text (bad byte near offset {done + exc.start})"
+                ) from None
+            done += len(raw)
+            if not raw:
+                if text:
+                    yield text, done
+                return
+            cut = max(text.rfind(" "), text.rfind("\n"))
+            if cut <= 0:
+                carry = text
+                continue
+            carry = text[cut:]  # the tokenizer joins a leading space to the next word
+            yield text[:cut], done
+
+
+def ingest(session: Session, paths: list[Path],
+           on_progress: Callable[[Progress], None] | None = None) -> IngestResult:
+    sizes = [check_text_file(p) for p in paths]
+    engine, window = session.engine, session.window
+    assert engine is not None
+    t0 = time.perf_counter()
+    last_save = t0
+    tokens = 0
+    for path, size in zip(paths, sizes):
+        source = session.archive.source_id(str(path.resolve()))
+        segment = len(session.meta["documents"])
+        origin = Origin(Role.DOCUMENT, source, segment)
+        doc = {"path": str(path.resolve()), "bytes": size, "tokens": 0, "complete": False,
+               "added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        session.meta["documents"].append(doc)  # saved with each checkpoint
+        doc_tokens = 0
+        if window.stream_end:
+            gap = engine.tokenize(DOCUMENT_GAP)
+            window.append(gap, origin)
+            doc_tokens += len(gap)
+        for text, done in text_pieces(path):
+            piece = engine.tokenize(text)
+            window.append(piece, origin)
+            doc_tokens += len(piece)
+            if on_progress:
+                on_progress(Progress(str(path), done, size, tokens + doc_tokens, window.archived,
+                                     time.perf_counter() - t0))
+            if time.perf_counter() - last_save > CHECKPOINT_SECONDS:
+                doc["tokens"] = doc_tokens
+                session.save()
+                last_save = time.perf_counter()
+        tokens += doc_tokens
+        doc.update(tokens=doc_tokens, complete=True)
+        session.index.refresh()
+        session.save()
+        last_save = time.perf_counter()
+    return IngestResult(session.name, tokens, window.archived, window.cells,
+                        round(time.perf_counter() - t0, 3), session.archive_bytes)

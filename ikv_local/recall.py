@@ -1,0 +1,215 @@
+"""Recall: from the current turn's keys to archived spans worth re-reading.
+
+The question is decoded beside a copy of the sink (as the sketch was calibrated: BOS, then
+the question), its de-roped keys become query sketches, the index returns the nearest
+records, each hit grows to whole sentences, and the spans are re-ranked by how well all of
+the question's tokens find a partner in them. The chosen spans, in their original order,
+become the tokens of the recall slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ikv_local.archive import Archive
+from ikv_local.engine import Engine
+from ikv_local.index import SketchIndex
+from ikv_local.readout import read_cells
+from ikv_local.record import Flag
+from ikv_local.sketch import SketchSpec, encode as encode_sketch, hamming, unit_keys, vectors
+
+RECALL_SEQ = 2  # the readout's scratch sequence is 1
+MAX_QUERY_TOKENS = 128
+HALF_BITS = 256  # Hamming distance of unrelated sketches (512 bits)
+SLOT_HEADER = "Earlier text, recalled:\n"
+SLOT_GAP = "\n…\n"
+SLOT_FOOTER = "\n(end of recalled text)\n\n"
+
+
+@dataclass(frozen=True)
+class RecallSettings:
+    k: int = 64  # index hits per question
+    span_max: int = 64  # tokens per span
+    lexical: float = 0.0  # weight of the token-id overlap signal (0: keys only)
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int  # first record id
+    end: int  # one past the last record id
+    position: int  # stream position of the first token
+    score: float
+    source: str
+    tokens: list[int]
+    text: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"start": self.position, "end": self.position + (self.end - self.start),
+                "score": round(self.score, 4), "source": self.source, "text": self.text}
+
+
+def query_sketches(engine: Engine, spec: SketchSpec, sink: int, tokens: list[int]) -> np.ndarray:
+    """Sketches of the question's keys, decoded after the sink on the recall sequence."""
+    tokens = tokens[-MAX_QUERY_TOKENS:]
+    if not tokens:
+        return np.zeros((0, spec.bits // 8), np.uint8)
+    engine.seq_rm(RECALL_SEQ)
+    engine.seq_cp(0, RECALL_SEQ, 0, sink)
+    try:
+        engine.decode(tokens, sink, seq=RECALL_SEQ, logits_last=False)
+        state = read_cells(engine, sink, sink + len(tokens), seq=RECALL_SEQ)
+    finally:
+        engine.seq_rm(RECALL_SEQ)
+    _, keys = unit_keys(state, engine.facts, spec.units)
+    return encode_sketch(vectors(keys, spec), spec)
+
+
+def _sentence(flags: np.ndarray, sources: np.ndarray, lo: int, hit: int, span_max: int) -> tuple[int, int]:
+    """Grow [hit, hit+1) to whole sentences within one source, at most span_max tokens.
+
+    `flags`/`sources` cover record ids [lo, lo + len); the result is in record ids.
+    """
+    n = len(flags)
+    h = hit - lo
+    same = sources == sources[h]
+    starts = np.flatnonzero((flags & Flag.SENTENCE_START).astype(bool) | ~same)
+    left = starts[starts <= h]
+    right = starts[starts > h]
+    a = int(left[-1]) if len(left) else max(0, h - span_max // 2)
+    b = int(right[0]) if len(right) else min(n, h + span_max // 2)
+    if b - a > span_max:  # one long sentence: a window around the hit
+        a = max(a, h - span_max // 2)
+        b = min(b, a + span_max)
+    # then whole neighbouring sentences while they fit: the one after first, then before
+    for _ in range(4):
+        grew = False
+        nxt = right[right > b - 1]
+        after = int(nxt[nxt > b][0]) if len(nxt[nxt > b]) else None
+        if after is not None and same[b:after].all() and after - a <= span_max:
+            b, grew = after, True
+        prev = left[left < a]
+        if len(prev) and same[prev[-1]:a].all() and b - int(prev[-1]) <= span_max:
+            a, grew = int(prev[-1]), True
+        if not grew:
+            break
+    return lo + a, lo + b
+
+
+def _idf(archive: Archive) -> np.ndarray:
+    counts = np.bincount(np.asarray(archive.records()["token"], dtype=np.int64))
+    return np.log((len(archive) + 1) / (counts + 1.0))
+
+
+def find_spans(
+    archive: Archive,
+    index: SketchIndex,
+    queries: np.ndarray,
+    budget: int,
+    settings: RecallSettings = RecallSettings(),
+    query_tokens: list[int] | None = None,
+    limit: int | None = None,
+) -> list[Span]:
+    """Spans for the slot, best first until `budget` tokens; returned in original order.
+
+    `limit` hides records at or past that id (a window restored from an older checkpoint).
+    """
+    n = len(archive) if limit is None else min(limit, len(archive))
+    if n == 0 or len(queries) == 0 or budget <= 0:
+        return []
+    hits = index.search(queries, k=settings.k)
+    keep = hits.ids < n
+    hit_ids = hits.ids[keep]
+    if len(hit_ids) == 0:
+        return []
+    recs = archive.records()
+    usable = archive.usable
+    span_max = settings.span_max
+    spans: dict[tuple[int, int], None] = {}
+    for h in hit_ids:
+        lo = max(0, int(h) - span_max)
+        hi = min(n, int(h) + span_max + 1)
+        window = recs[lo:hi]
+        spans[_sentence(np.asarray(window["flags"]), np.asarray(window["source"]), lo, int(h), span_max)] = None
+    merged = _merge(sorted(spans))
+    scores = _rerank(archive, merged, queries)
+    if settings.lexical and query_tokens:
+        scores = scores + settings.lexical * _lexical(archive, merged, query_tokens)
+    names = archive.sources()
+    chosen: list[Span] = []
+    used = 0
+    for i in np.argsort(-scores, kind="stable"):
+        a, b = merged[i]
+        if not usable[a:b].all():
+            continue
+        if used + (b - a) > budget:
+            continue
+        part = recs[a:b]
+        source = int(part["source"][0])
+        chosen.append(Span(a, b, int(part["position"][0]), float(scores[i]),
+                           names[source] if source < len(names) else f"source {source}",
+                           [int(t) for t in part["token"]], ""))
+        used += b - a
+    return sorted(chosen, key=lambda s: s.start)
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in spans:
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _rerank(archive: Archive, spans: list[tuple[int, int]], queries: np.ndarray) -> np.ndarray:
+    """Per span: mean over query tokens of their best similarity inside the span."""
+    ids = np.concatenate([np.arange(a, b) for a, b in spans])
+    words = archive.sketch_words(ids).view(np.uint8).reshape(len(ids), -1)
+    d = hamming(words, np.ascontiguousarray(queries))  # [n_ids, n_queries]
+    sim = np.clip(1.0 - d / HALF_BITS, 0.0, None)
+    out = np.empty(len(spans))
+    at = 0
+    for i, (a, b) in enumerate(spans):
+        out[i] = sim[at : at + b - a].max(axis=0).mean()
+        at += b - a
+    return out
+
+
+def _lexical(archive: Archive, spans: list[tuple[int, int]], query_tokens: list[int]) -> np.ndarray:
+    """Per span: the IDF-weighted share of distinct question tokens it contains."""
+    idf = _idf(archive)
+    q = np.unique(np.asarray(query_tokens, dtype=np.int64))
+    q = q[q < len(idf)]
+    w = idf[q]
+    total = w.sum()
+    recs = archive.records()
+    out = np.zeros(len(spans))
+    if total <= 0:
+        return out
+    for i, (a, b) in enumerate(spans):
+        present = np.isin(q, np.asarray(recs["token"][a:b], dtype=np.int64))
+        out[i] = w[present].sum() / total
+    return out
+
+
+def slot_tokens(engine: Engine, spans: list[Span], capacity: int) -> tuple[list[int], list[Span]]:
+    """The slot's tokens: the spans framed as earlier text; spans that do not fit are left out."""
+    head = engine.tokenize(SLOT_HEADER)
+    gap = engine.tokenize(SLOT_GAP)
+    foot = engine.tokenize(SLOT_FOOTER)
+    out = list(head)
+    kept = []
+    for span in spans:
+        extra = (gap if kept else []) + span.tokens
+        if len(out) + len(extra) + len(foot) > capacity:
+            continue
+        out += extra
+        kept.append(span)
+    if not kept:
+        return [], []
+    text = [Span(s.start, s.end, s.position, s.score, s.source, s.tokens,
+                 engine.detokenize(s.tokens)) for s in kept]
+    return out + foot, text

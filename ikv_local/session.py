@@ -1,0 +1,256 @@
+"""A session on disk: metadata, the archive and its index, and the hot window's saved state.
+
+<data dir>/sessions/NAME/
+    session.json   model path and fingerprint, context, settings, documents
+    window.bin     the window's bookkeeping and llama.cpp's state of sequence 0, one
+                   checksummed file, replaced atomically (a checkpoint)
+    archive/       records, sources, index
+    .lock          flock: one writer, or any number of readers
+
+The archive is appended as the window ages; a checkpoint records how many records it had.
+Records past the last checkpoint (an ingest that was interrupted) are cut on the next
+writable open, so the window and the archive always describe one stream of tokens.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ikv_local.archive import Archive, write_atomic
+from ikv_local.calibrate import sketch_spec
+from ikv_local.engine import Engine, EngineConfig
+from ikv_local.errors import IkvError, ModelError
+from ikv_local.fingerprint import model_fingerprint
+from ikv_local.index import SketchIndex
+from ikv_local.model_file import resolve_model
+from ikv_local.paths import data_dir
+from ikv_local.sketch import SketchSpec
+from ikv_local.window import N_SEQ, Layout, Window
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+WINDOW_MAGIC = b"IKVWIN\x00\x01"
+FORMAT = 1
+
+
+class SessionError(IkvError):
+    exit_code = 7
+
+
+class SessionNotFound(SessionError):
+    pass
+
+
+class SessionMismatch(SessionError):
+    pass
+
+
+class SessionBusy(SessionError):
+    pass
+
+
+def sessions_dir() -> Path:
+    return data_dir() / "sessions"
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name) or name in {".", ".."}:
+        raise SessionError(
+            f"session names are plain names (letters, digits, '.', '_', '-'; up to 64): {name!r}"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class OpenOptions:
+    model: str | None = None  # GGUF path; the session's own model when None
+    n_ctx: int = 2048  # for a new session; an existing one keeps its own
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    writable: bool = True  # False: turns are thrown away, the archive is only read
+    create: bool = False
+
+
+def _pack_window(meta: dict[str, Any], state: bytes) -> bytes:
+    head = json.dumps(meta).encode()
+    body = WINDOW_MAGIC + struct.pack("<IQ", len(head), len(state)) + head + state
+    return body + hashlib.sha256(body).digest()
+
+
+def _unpack_window(data: bytes, path: Path) -> tuple[dict[str, Any], bytes]:
+    fixed = len(WINDOW_MAGIC) + 12
+    if len(data) < fixed + 32 or data[: len(WINDOW_MAGIC)] != WINDOW_MAGIC:
+        raise SessionError(f"{path} is not an ikv window checkpoint")
+    if hashlib.sha256(data[:-32]).digest() != data[-32:]:
+        raise SessionError(f"{path} fails its checksum; the session's window cannot be restored")
+    n_head, n_state = struct.unpack("<IQ", data[len(WINDOW_MAGIC) : fixed])
+    if fixed + n_head + n_state + 32 != len(data):
+        raise SessionError(f"{path} has the wrong length")
+    meta = json.loads(data[fixed : fixed + n_head])
+    return meta, data[fixed + n_head : fixed + n_head + n_state]
+
+
+class Session:
+    """An open session: engine, window, archive and index, bound to one model."""
+
+    def __init__(self, name: str, options: OpenOptions = OpenOptions()) -> None:
+        self.name = check_name(name)
+        self.folder = sessions_dir() / name
+        self.options = options
+        self.engine: Engine | None = None
+        self._lock_fd: int | None = None
+        meta_path = self.folder / "session.json"
+        exists = meta_path.is_file()
+        if not exists and not options.create:
+            raise SessionNotFound(
+                f"no session named {name!r}; make one with: ikv ingest FILE --session {name}"
+            )
+        if exists:
+            try:
+                self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+            except (OSError, ValueError) as exc:
+                raise SessionError(f"unreadable {meta_path}: {exc}") from None
+        created = not exists
+        try:
+            self._lock(exclusive=options.writable)
+            self._load(exists)
+        except BaseException:
+            self.close()
+            if created and not (self.folder / "session.json").exists():
+                shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+
+    # -- opening -----------------------------------------------------------------
+
+    def _lock(self, exclusive: bool) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SessionBusy(f"session {self.name!r} is in use by another ikv process") from None
+        self._lock_fd = fd
+
+    def _model_path(self, exists: bool) -> Path:
+        if self.options.model is not None or not exists:
+            return resolve_model(self.options.model)
+        path = Path(self.meta["model"]["path"])
+        if not path.is_file():
+            raise ModelError(
+                f"session {self.name!r} was made with {path}, which is gone; "
+                "pass the same model with --model"
+            )
+        return path
+
+    def _load(self, exists: bool) -> None:
+        opts = self.options
+        n_ctx = int(self.meta["n_ctx"]) if exists else opts.n_ctx
+        path = self._model_path(exists)
+        self.engine = Engine(path, EngineConfig(n_ctx=n_ctx, n_seq_max=N_SEQ,
+                                                n_threads=opts.n_threads,
+                                                n_gpu_layers=opts.n_gpu_layers))
+        fp = model_fingerprint(self.engine)
+        if exists and self.meta["model"]["fingerprint"]["sha"] != fp["sha"]:
+            made = self.meta["model"]["fingerprint"]
+            raise SessionMismatch(
+                f"session {self.name!r} belongs to model {made.get('name') or made['arch']} "
+                f"({made['sha'][:12]}); {path.name} is another model ({fp['sha'][:12]})"
+            )
+        self.spec: SketchSpec = sketch_spec(self.engine)
+        archive_meta = {"model_fingerprint": fp, "sketch": self.spec.to_dict()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if opts.writable:
+                self.archive = Archive.open_or_create(self.folder / "archive", archive_meta)
+            else:
+                self.archive = Archive(self.folder / "archive", writable=False, expect=archive_meta)
+        sink = [self.engine.bos] if self.engine.add_bos else []
+        if not exists:
+            self.meta = {
+                "format": FORMAT,
+                "name": self.name,
+                "model": {"path": str(path.resolve()), "fingerprint": fp},
+                "n_ctx": n_ctx,
+                "layout": Layout.plan(n_ctx, len(sink)).to_dict(),
+                "documents": [],
+                "created": _now(),
+                "updated": _now(),
+            }
+        layout = Layout(**self.meta["layout"])
+        self.window = Window(self.engine, layout, self.archive if opts.writable else None, self.spec)
+        window_path = self.folder / "window.bin"
+        if window_path.is_file():
+            wmeta, state = _unpack_window(window_path.read_bytes(), window_path)
+            self.window.restore(wmeta, state)
+            self._reconcile()
+        else:
+            self.window.start(sink)
+            if len(self.archive) and opts.writable:
+                self.archive.truncate(0)
+        self.index = SketchIndex(self.archive)
+        if opts.writable and not exists:
+            self.save()
+
+    def _reconcile(self) -> None:
+        """Cut records past the checkpoint; an archive shorter than it is damaged."""
+        have, want = len(self.archive), self.window.archived
+        if have < want:
+            raise SessionError(
+                f"session {self.name!r}: the archive holds {have:,} tokens, its checkpoint "
+                f"expects {want:,}"
+            )
+        if have > want and self.options.writable:
+            warnings.warn(
+                f"session {self.name!r}: {have - want:,} tokens archived after the last "
+                "checkpoint (an interrupted ingest) were cut; ingest that file again",
+                stacklevel=3,
+            )
+            self.archive.truncate(want)
+
+    # -- saving ------------------------------------------------------------------
+
+    def save(self) -> None:
+        """A checkpoint: the window's state, then the metadata (each replaced atomically)."""
+        if not self.options.writable:
+            raise SessionError("this session was opened read-only")
+        wmeta, state = self.window.snapshot()
+        write_atomic(self.folder / "window.bin", _pack_window(wmeta, state))
+        self.meta["updated"] = _now()
+        self.meta["tokens"] = self.window.stream_end
+        self.meta["archived_tokens"] = self.window.archived
+        write_atomic(self.folder / "session.json", json.dumps(self.meta, indent=1).encode())
+
+    # -- reading -----------------------------------------------------------------
+
+    @property
+    def archive_bytes(self) -> int:
+        return self.archive.disk_bytes()
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
