@@ -45,15 +45,26 @@ class Answer:
         }
 
 
-def question_prompt(session: Session, question: str) -> str:
-    """The turn as the model expects it: its chat template, or a plain Question/Answer cue."""
+PLAIN_STOPS = ("\nQuestion:", "\nUser:")
+
+
+def question_prompt(session: Session, question: str) -> tuple[str, tuple[str, ...]]:
+    """The turn as the model expects it, and where its answer ends besides end-of-generation.
+
+    With a chat template, the template; without one, a plain Question/Answer cue, which a
+    base model would otherwise continue with further questions of its own.
+    """
     engine = session.engine
     assert engine is not None
     if engine.chat_template():
         text = engine.format_chat([Message("user", question)])
         bos = engine.piece(engine.bos).decode("utf-8", "replace")
-        return text[len(bos):] if bos and text.startswith(bos) else text
-    return f"\n\nQuestion: {question.strip()}\nAnswer:"
+        return (text[len(bos):] if bos and text.startswith(bos) else text), ()
+    return f"\n\nQuestion: {question.strip()}\nAnswer:", PLAIN_STOPS
+
+
+def _prefixes(stop: str) -> list[str]:
+    return [stop[:i] for i in range(1, len(stop))]
 
 
 def recall_into_slot(session: Session, query_text: str, settings: RecallSettings) -> list[Span]:
@@ -80,8 +91,30 @@ def ask(
     recall_every: int = 0,
     settings: RecallSettings = RecallSettings(),
     on_text: Callable[[str], None] | None = None,
+    keep: bool = False,
 ) -> Answer:
-    """Answer `question`; `answer_prefix` is put in the model's mouth (benchmarks use it)."""
+    """Answer `question`; `answer_prefix` is put in the model's mouth (benchmarks use it).
+
+    Unless `keep`, the window is put back as it was, so every question meets the same window.
+    """
+    engine, window = session.engine, session.window
+    assert engine is not None
+    start = (len(window.recent), window.dropped, window.archived)
+    try:
+        return _answer(session, question, recall, max_tokens, params, answer_prefix,
+                       recall_every, settings, on_text)
+    finally:
+        if not keep:
+            if (window.dropped, window.archived) == start[1:]:
+                window.truncate(start[0])
+                window.clear_slot()
+            else:
+                session.restore_window()
+
+
+def _answer(session: Session, question: str, recall: bool, max_tokens: int,
+            params: SamplingParams, answer_prefix: str, recall_every: int,
+            settings: RecallSettings, on_text: Callable[[str], None] | None) -> Answer:
     engine, window = session.engine, session.window
     assert engine is not None
     t0 = time.perf_counter()
@@ -94,10 +127,13 @@ def ask(
         window.clear_slot()
     chat = session.archive.source_id("chat") if session.options.writable else 0
     segment = window.stream_end
-    prompt = engine.tokenize(question_prompt(session, question) + answer_prefix, special=True)
+    prompt_text, stops = question_prompt(session, question)
+    prompt = engine.tokenize(prompt_text + answer_prefix, special=True)
     window.append(prompt, Origin(Role.USER, chat, segment), logits_last=True)
     out: list[int] = []
     pieces: list[bytes] = []
+    final: str | None = None
+    refresh_s = 0.0
     shown = 0
     t_dec = time.perf_counter()
     with engine.sampler(params, prompt) as sample:
@@ -108,24 +144,37 @@ def ask(
             out.append(token)
             pieces.append(engine.piece(token))
             text = b"".join(pieces).decode("utf-8", "ignore")
-            if on_text and len(text) > shown:
-                on_text(text[shown:])
-                shown = len(text)
+            cut = min((text.find(stop) for stop in stops if stop in text), default=-1)
+            if cut >= 0:
+                text = text[:cut]
+            # hold back what could be the start of a stop string
+            hold = 0 if cut >= 0 else max(
+                (len(p) for stop in stops for p in _prefixes(stop) if text.endswith(p)), default=0)
+            if on_text and len(text) - hold > shown:
+                on_text(text[shown : len(text) - hold])
+                shown = len(text) - hold
+            if cut >= 0:
+                final = text
+                break
             if i + 1 == max_tokens:
                 break
             if recall_every and recall and (i + 1) % recall_every == 0 and window.archived:
                 t_r = time.perf_counter()
                 spans = recall_into_slot(session, question + engine.detokenize(out), settings)
-                recall_s += time.perf_counter() - t_r
+                refresh_s += time.perf_counter() - t_r
             window.append([token], Origin(Role.ASSISTANT, chat, segment), logits_last=True)
-    dec_s = time.perf_counter() - t_dec - (recall_s - (t_dec - t0 if recall_s else 0.0))
+    if final is None:
+        final = b"".join(pieces).decode("utf-8", "replace")
+        if on_text and len(final) > shown:
+            on_text(final[shown:])
+    dec_s = time.perf_counter() - t_dec - refresh_s
     return Answer(
-        text=engine.detokenize(out),
+        text=final,
         recalled=spans,
         window_tokens=window.cells,
         archived_tokens=window.archived,
         seconds=time.perf_counter() - t0,
-        recall_seconds=recall_s,
+        recall_seconds=recall_s + refresh_s,
         tokens=len(out),
         decode_seconds=dec_s,
     )

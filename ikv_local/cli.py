@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from typing import Annotated, Optional
 
 import typer
 
+from ikv_local import cli_session
 from ikv_local.errors import IkvError
 
 app = typer.Typer(
@@ -136,7 +138,18 @@ def doctor(json_out: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
+app.command("ingest")(cli_session.ingest_cmd)
+app.command("ask")(cli_session.ask_cmd)
+app.command("demo")(cli_session.demo_cmd)
+app.add_typer(cli_session.bench, name="bench")
+
+
+def _warn(message: Warning | str, *_: object, **__: object) -> None:
+    print(f"ikv: warning: {message}", file=sys.stderr)
+
+
 def main() -> None:
+    warnings.showwarning = _warn
     # typer keeps click's UsageError private; reach it through a public subclass
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     try:

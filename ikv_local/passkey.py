@@ -103,7 +103,8 @@ def run(
 
 def _trial(model: str | None, n_ctx: int, multiple: int, depth: float, seed: int,
            full_max_tokens: int, home: Path) -> Trial:
-    text, key = document(multiple * n_ctx, depth, seed)
+    # every trial its own key and filler
+    text, key = document(multiple * n_ctx, depth, 1000 * seed + 10 * multiple + round(depth * 10))
     path = home / f"doc-{multiple}-{depth}-{seed}.txt"
     path.write_text(text)
     name = f"pk-{multiple}-{round(depth * 100)}-{seed}"

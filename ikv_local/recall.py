@@ -132,26 +132,34 @@ def find_spans(
         hi = min(n, int(h) + span_max + 1)
         window = recs[lo:hi]
         spans[_sentence(np.asarray(window["flags"]), np.asarray(window["source"]), lo, int(h), span_max)] = None
-    merged = _merge(sorted(spans))
-    scores = _rerank(archive, merged, queries)
+    candidates = sorted(spans)
+    scores = _rerank(archive, candidates, queries)
     if settings.lexical and query_tokens:
-        scores = scores + settings.lexical * _lexical(archive, merged, query_tokens)
-    names = archive.sources()
-    chosen: list[Span] = []
+        scores = scores + settings.lexical * _lexical(archive, candidates, query_tokens)
+    # best first until the budget is spent; overlapping picks only pay for new tokens
+    covered = np.zeros(n, bool)
+    picked: list[tuple[int, int, float]] = []
     used = 0
     for i in np.argsort(-scores, kind="stable"):
-        a, b = merged[i]
+        a, b = candidates[i]
         if not usable[a:b].all():
             continue
-        if used + (b - a) > budget:
+        new = int((~covered[a:b]).sum())
+        if new == 0 or used + new > budget:
             continue
+        covered[a:b] = True
+        used += new
+        picked.append((a, b, float(scores[i])))
+    names = archive.sources()
+    chosen = []
+    for a, b in _merge(sorted((a, b) for a, b, _ in picked)):
         part = recs[a:b]
         source = int(part["source"][0])
-        chosen.append(Span(a, b, int(part["position"][0]), float(scores[i]),
+        chosen.append(Span(a, b, int(part["position"][0]),
+                           max(sc for x, y, sc in picked if a <= x and y <= b),
                            names[source] if source < len(names) else f"source {source}",
                            [int(t) for t in part["token"]], ""))
-        used += b - a
-    return sorted(chosen, key=lambda s: s.start)
+    return chosen
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

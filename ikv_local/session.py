@@ -189,10 +189,8 @@ class Session:
             }
         layout = Layout(**self.meta["layout"])
         self.window = Window(self.engine, layout, self.archive if opts.writable else None, self.spec)
-        window_path = self.folder / "window.bin"
-        if window_path.is_file():
-            wmeta, state = _unpack_window(window_path.read_bytes(), window_path)
-            self.window.restore(wmeta, state)
+        if (self.folder / "window.bin").is_file():
+            self.restore_window()
             self._reconcile()
         else:
             self.window.start(sink)
@@ -201,6 +199,12 @@ class Session:
         self.index = SketchIndex(self.archive)
         if opts.writable and not exists:
             self.save()
+
+    def restore_window(self) -> None:
+        """Put the window back as the last checkpoint left it."""
+        path = self.folder / "window.bin"
+        wmeta, state = _unpack_window(path.read_bytes(), path)
+        self.window.restore(wmeta, state)
 
     def _reconcile(self) -> None:
         """Cut records past the checkpoint; an archive shorter than it is damaged."""

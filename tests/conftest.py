@@ -63,3 +63,45 @@ def run_ikv(*args: str, env: dict[str, str] | None = None, code: str | None = No
 @pytest.fixture
 def ikv(ikv_cache: Path):
     return run_ikv
+
+
+def assert_one_line_error(run: Run, code: int, *fragments: str) -> None:
+    assert run.returncode == code, (run.returncode, run.stderr)
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("ikv: error: ")
+    assert "Traceback" not in run.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@dataclass
+class Book:
+    home: Path
+    needles: list
+    path: Path
+
+
+@pytest.fixture(scope="session")
+def book(demo_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Book:
+    """A session ("book", window 1024) whose window rolled far past two planted facts."""
+    from ikv_local.haystack import FACT_NEEDLES, build, pass_key_needle
+    from ikv_local.ingest import ingest
+    from ikv_local.session import OpenOptions, Session
+
+    home = tmp_path_factory.mktemp("book-home")
+    needles = [pass_key_needle(5), FACT_NEEDLES[0]]
+    hay = build(260, needles, [0.15, 0.4], seed=5)
+    path = home / "book.txt"
+    path.write_text(hay.text)
+    old = os.environ.get("IKV_HOME")
+    os.environ["IKV_HOME"] = str(home)
+    try:
+        with Session("book", OpenOptions(create=True, n_ctx=1024)) as session:
+            ingest(session, [path])
+    finally:
+        if old is None:
+            os.environ.pop("IKV_HOME", None)
+        else:
+            os.environ["IKV_HOME"] = old
+    return Book(home, needles, path)

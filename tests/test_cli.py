@@ -9,17 +9,8 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
+from conftest import assert_one_line_error
 from ikv_local.kvcost import bytes_per_token
-
-
-def assert_one_line_error(run, code: int, *fragments: str) -> None:
-    assert run.returncode == code, (run.returncode, run.stderr)
-    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("ikv: error: ")
-    assert "Traceback" not in run.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_help_lists_the_commands(ikv):

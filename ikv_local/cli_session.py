@@ -1,0 +1,240 @@
+"""`ikv ingest`, `ikv ask`, `ikv demo`, `ikv bench passkey`: thin shells over the library.
+
+Registered on the app by `ikv_local.cli`; heavy imports stay inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+SessionOpt = Annotated[str, typer.Option("--session", "-s", help="Session name.")]
+ModelOpt = Annotated[
+    Optional[str], typer.Option("--model", "-m", help="GGUF model; the session's own, or the demo model.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("-t", "--threads", help="CPU threads.")]
+NglOpt = Annotated[int, typer.Option("-ngl", "--n-gpu-layers", help="Layers to offload to the GPU.")]
+
+
+def _err_console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _ingest_progress(console):  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[tokens]:,} tokens · {task.fields[rate]:,.0f} tok/s · "
+                   "{task.fields[archived]:,} archived"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def run_ingest(session_name: str, paths: list[Path], options, console):  # type: ignore[no-untyped-def]
+    """Open (or make) the session and ingest with a progress bar; returns the result."""
+    from ikv_local.ingest import check_text_file, ingest
+    from ikv_local.session import Session
+
+    for p in paths:  # refuse bad input before loading anything
+        check_text_file(p)
+    with console.status("loading model and session"):
+        session = Session(session_name, options)
+    with session, _ingest_progress(console) as progress:
+        tasks: dict[str, object] = {}
+
+        def show(p) -> None:  # type: ignore[no-untyped-def]
+            if p.file not in tasks:
+                tasks[p.file] = progress.add_task(Path(p.file).name, total=p.bytes_total,
+                                                  tokens=0, rate=0.0, archived=0)
+            progress.update(tasks[p.file], completed=p.bytes_done, tokens=p.tokens,  # type: ignore[arg-type]
+                            rate=p.tokens / max(p.seconds, 1e-9), archived=p.archived)
+
+        return ingest(session, paths, show)
+
+
+def ingest_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="UTF-8 text files.")],
+    session: SessionOpt,
+    model: ModelOpt = None,
+    ctx_size: Annotated[Optional[int], typer.Option("-c", "--ctx-size",
+                                                    help="Window in tokens (new sessions; default 2048).")] = None,
+    threads: ThreadsOpt = None,
+    n_gpu_layers: NglOpt = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Read text into a session: the window rolls, nothing is dropped."""
+    from ikv_local.session import OpenOptions
+
+    options = OpenOptions(model=model, n_ctx=ctx_size or 2048, n_threads=threads,
+                          n_gpu_layers=n_gpu_layers, create=True)
+    err = _err_console()
+    result = run_ingest(session, paths, options, err)
+    if json_out:
+        print(json.dumps(result.to_dict()))
+    else:
+        err.print(
+            f"session [bold]{result.session}[/]: read {result.tokens:,} tokens in "
+            f"{result.seconds:.1f} s; window {result.window_tokens:,} tokens, archive "
+            f"{result.archived_tokens:,} tokens ({result.archive_bytes / 2**20:.1f} MiB)"
+        )
+
+
+def _print_recalled(console, spans) -> None:  # type: ignore[no-untyped-def]
+    from rich.markup import escape
+
+    if not spans:
+        return
+    console.print(f"[dim]recalled {len(spans)} span(s):[/]")
+    for s in spans:
+        text = " ".join(s.text.split())
+        console.print(f"[dim]  {escape(Path(s.source).name)} tokens {s.position:,}–"
+                      f"{s.position + len(s.tokens):,} (score {s.score:.3f}): {escape(text[:160])}[/]")
+
+
+def ask_cmd(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    session: SessionOpt,
+    no_recall: Annotated[bool, typer.Option("--no-recall",
+                                            help="Baseline: the same window, nothing recalled.")] = False,
+    max_tokens: Annotated[int, typer.Option("-n", "--max-tokens", min=1, help="Answer length cap.")] = 128,
+    recall_every: Annotated[int, typer.Option("--recall-every", min=0,
+                                              help="Refresh recall every N generated tokens (0: once).")] = 0,
+    model: ModelOpt = None,
+    threads: ThreadsOpt = None,
+    n_gpu_layers: NglOpt = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Answer a question from a session (the session itself is not changed)."""
+    from ikv_local.ask import ask
+    from ikv_local.session import OpenOptions, Session
+
+    if not question.strip():
+        raise typer.BadParameter("the question is empty", param_hint="QUESTION")
+    err = _err_console()
+    with err.status("loading model and session"):
+        s = Session(session, OpenOptions(model=model, n_threads=threads,
+                                         n_gpu_layers=n_gpu_layers, writable=False))
+    with s:
+        stream = None if json_out else (lambda t: (sys.stdout.write(t), sys.stdout.flush()))
+        answer = ask(s, question, recall=not no_recall, max_tokens=max_tokens,
+                     recall_every=recall_every, on_text=stream)
+    if json_out:
+        print(json.dumps(answer.to_dict()))
+        return
+    print()
+    _print_recalled(err, answer.recalled)
+
+
+def demo_cmd(
+    multiple: Annotated[int, typer.Option(help="Document length, in windows.")] = 4,
+    depth: Annotated[float, typer.Option(min=0.0, max=1.0, help="Where the key is buried (0-1).")] = 0.3,
+    ctx_size: Annotated[int, typer.Option("-c", "--ctx-size", help="Window in tokens.")] = 2048,
+    seed: Annotated[int, typer.Option(help="Picks the pass key and the filler.")] = 7,
+    model: ModelOpt = None,
+    threads: ThreadsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Bury a pass key in a long document, ingest it with a small window, and ask."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ikv_local.ask import ask
+    from ikv_local.kvcost import kv_bytes
+    from ikv_local.passkey import ANSWER_PREFIX, QUESTION, document
+    from ikv_local.session import OpenOptions, Session
+
+    err = _err_console()
+    text, key = document(multiple * ctx_size, depth, seed)
+    with tempfile.TemporaryDirectory(prefix="ikv-demo-") as home:
+        old = os.environ.get("IKV_HOME")
+        os.environ["IKV_HOME"] = home
+        try:
+            path = Path(home) / "document.txt"
+            path.write_text(text)
+            err.print(f"A {len(text):,}-character document ({multiple}× a {ctx_size:,}-token window); "
+                      f"the pass key [bold]{key}[/] is at {depth:.0%}.")
+            result = run_ingest("demo", [path], OpenOptions(model=model, n_ctx=ctx_size,
+                                                            n_threads=threads, create=True), err)
+            answers = {}
+            for recall in (True, False):
+                with Session("demo", OpenOptions(model=model, n_threads=threads, writable=False)) as s:
+                    answers[recall] = ask(s, QUESTION, recall=recall, answer_prefix=ANSWER_PREFIX,
+                                          max_tokens=8)
+                    assert s.engine is not None
+                    layers, n_swa = s.engine.facts.layers, s.engine.facts.n_swa
+        finally:
+            if old is None:
+                os.environ.pop("IKV_HOME", None)
+            else:
+                os.environ["IKV_HOME"] = old
+    ikv, base = answers[True], answers[False]
+    hot = kv_bytes(layers, ctx_size)
+    full = kv_bytes(layers, result.tokens + 1, swa_window=n_swa or None)
+    report = {
+        "key": key, "tokens": result.tokens, "window": ctx_size,
+        "ikv": {**ikv.to_dict(), "correct": key in ikv.text},
+        "sliding_window": {**base.to_dict(), "correct": key in base.text},
+        "hot_kv_bytes": hot, "full_context_kv_bytes": full,
+    }
+    if json_out:
+        print(json.dumps(report))
+        return
+    out = Console()
+    table = Table(title=f"{QUESTION}  (the key is {key})")
+    table.add_column("")
+    table.add_column("ikv: window + recall")
+    table.add_column("sliding window (llama.cpp context shift)")
+    mark = lambda ok: "[green]correct[/]" if ok else "[red]wrong[/]"  # noqa: E731
+    table.add_row("answer", f"{ANSWER_PREFIX.strip()}{ikv.text}".strip(),
+                  f"{ANSWER_PREFIX.strip()}{base.text}".strip())
+    table.add_row("", mark(key in ikv.text), mark(key in base.text))
+    table.add_row("hot KV cache", f"{hot / 2**20:.1f} MiB", f"{hot / 2**20:.1f} MiB")
+    table.add_row("archive", f"{result.archived_tokens:,} tokens, {result.archive_bytes / 2**20:.1f} MiB", "—")
+    table.add_row("recall", f"{ikv.recall_seconds * 1000:.0f} ms", "—")
+    out.print(table)
+    out.print(f"Full context would need {full / 2**20:.1f} MiB of KV cache for {result.tokens:,} tokens.")
+    _print_recalled(out, ikv.recalled)
+
+
+bench = typer.Typer(help="Benchmarks that write JSON receipts.", no_args_is_help=True)
+
+
+@bench.command("passkey")
+def bench_passkey(
+    ctx_size: Annotated[int, typer.Option("-c", "--ctx-size")] = 2048,
+    multiples: Annotated[str, typer.Option(help="Document lengths, in windows.")] = "4,8,16,32",
+    depths: Annotated[str, typer.Option(help="Key depths, 0-1.")] = "0.1,0.3,0.5,0.7,0.9",
+    seeds: Annotated[int, typer.Option(help="Keys per length and depth.")] = 1,
+    full_max: Annotated[int, typer.Option(help="Full context up to this many tokens.")] = 16384,
+    model: ModelOpt = None,
+    out: Annotated[str, typer.Option(help="Folder for passkey.json.")] = "receipts",
+    json_out: JsonOpt = False,
+) -> None:
+    """Pass key at several depths: ikv, the sliding window and full context side by side."""
+    from ikv_local.passkey import run_and_record
+
+    try:
+        ms = [int(x) for x in multiples.split(",")]
+        ds = [float(x) for x in depths.split(",")]
+    except ValueError:
+        raise typer.BadParameter("use comma-separated numbers") from None
+    err = _err_console()
+    rows, path = run_and_record(ms, ds, n_ctx=ctx_size, seeds=seeds, full_max_tokens=full_max,
+                                model=model, out_dir=out, command="ikv bench passkey " + " ".join(sys.argv[3:]),
+                                log=(lambda line: err.print(line, markup=False, highlight=False)))
+    if json_out:
+        print(json.dumps({"summary": rows, "receipt": str(path)}))

@@ -1,0 +1,120 @@
+"""The hot window on the real model: aging files exactly what leaves, shifts keep it whole."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ikv_local.archive import Archive
+from ikv_local.calibrate import sketch_spec
+from ikv_local.engine import Engine, EngineConfig
+from ikv_local.filing import Origin
+from ikv_local.fingerprint import model_fingerprint
+from ikv_local.haystack import build, pass_key_needle
+from ikv_local.record import Role
+from ikv_local.window import Layout, Window, WindowTooSmall
+
+
+def test_layout_defaults_and_a_window_too_small():
+    lay = Layout.plan(2048, 1)
+    assert (lay.slot, lay.headroom, lay.block) == (512, 256, 256)
+    assert lay.recent_start == 513 and lay.recent_capacity == 2048 - 1 - 512 - 256
+    with pytest.raises(WindowTooSmall, match="larger -c"):
+        Layout.plan(128, 1)
+
+
+@pytest.fixture(scope="module")
+def engine3(demo_path):
+    with Engine(demo_path, EngineConfig(n_ctx=1024, n_seq_max=3)) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="module")
+def rolled(engine3, tmp_path_factory):
+    """One rolled window shared by the tests below, in order; each leaves it usable."""
+    spec = sketch_spec(engine3)
+    archive = Archive.create(tmp_path_factory.mktemp("window") / "a", {"model_fingerprint": model_fingerprint(engine3),
+                                              "sketch": spec.to_dict()})
+    layout = Layout.plan(1024, 1)
+    window = Window(engine3, layout, archive, spec)
+    window.start([engine3.bos])
+    text = build(160, [pass_key_needle(2)], [0.1], seed=2).text
+    tokens = engine3.tokenize(text)
+    for start in range(0, len(tokens), 300):  # uneven pieces, as ingest sends them
+        window.append(tokens[start : start + 300], Origin(Role.DOCUMENT, 0, 0))
+    return window, archive, tokens
+
+
+def test_aging_files_every_token_that_leaves_in_order(rolled):
+    window, archive, tokens = rolled
+    assert len(tokens) > 3 * window.layout.recent_capacity  # the window rolled several times
+    recs = archive.records()
+    assert window.archived == len(recs) > 0
+    assert recs["token"].tolist() == tokens[: len(recs)]
+    assert recs["position"].tolist() == list(range(len(recs)))
+    assert window.recent.tokens == tokens[len(recs):]
+    assert archive.usable.all()
+
+
+def test_cells_stay_inside_the_context_and_positions_stay_contiguous(rolled):
+    window, _, _ = rolled
+    eng = window.engine
+    assert window.cells <= window.layout.n_ctx - window.layout.headroom
+    assert eng.seq_pos_range(0)[1] == window.next_pos - 1
+    assert window.next_pos <= window.layout.n_ctx - window.layout.headroom
+    # the next token can still be decoded where the window says
+    eng.decode(eng.tokenize(" And"), window.next_pos)
+    assert np.isfinite(eng.logits()).all()
+    window.truncate(len(window.recent))
+    eng.seq_rm(0, window.next_pos, -1)
+
+
+def test_the_slot_is_filled_beside_recent_tokens_and_cleared(rolled):
+    window, _, _ = rolled
+    eng = window.engine
+    hi = eng.seq_pos_range(0)[1]
+    slot = eng.tokenize("Earlier text: the pass key is 12345.")
+    window.fill_slot(slot)
+    assert window.slot_used == len(slot)
+    assert window.cells == window.layout.sink + len(slot) + len(window.recent)
+    assert eng.seq_pos_range(0)[1] == hi  # recent tokens untouched
+    assert eng.seq_pos_range(2) == (-1, -1)  # the recall sequence is left empty
+    window.clear_slot()
+    assert window.slot_used == 0
+    with pytest.raises(Exception, match="recall slot"):
+        window.fill_slot([eng.bos] * (window.layout.slot + 1))
+
+
+def test_snapshot_and_restore_give_the_same_next_token(rolled):
+    window, archive, _ = rolled
+    eng = window.engine
+    meta, state = window.snapshot()
+    probe = eng.tokenize(" The pass key is")
+    eng.decode(probe, window.next_pos)
+    before = eng.logits()
+    window.engine.clear()
+    fresh = Window(eng, window.layout, archive, window.spec)
+    fresh.restore(meta, state)
+    assert fresh.recent.tokens == window.recent.tokens and fresh.archived == window.archived
+    eng.decode(probe, fresh.next_pos)
+    assert np.argmax(eng.logits()) == np.argmax(before)
+    np.testing.assert_allclose(eng.logits(), before, atol=1e-3)
+
+
+def test_sketches_of_aged_tokens_match_a_fresh_reading(rolled, engine3):
+    """Sketched while recent (before sliding-window layers reuse the cells), they still
+    equal sketches read from a fresh decode of the same text (up to a few bits)."""
+    window, archive, tokens = rolled
+    from ikv_local.filing import sketch_cells
+    from ikv_local.sketch import hamming
+
+    spec = window.spec
+    recs = archive.records()
+    eng = engine3
+    eng.clear()
+    n = 200
+    eng.decode([eng.bos, *tokens[:n]], 0, logits_last=False)
+    fresh = sketch_cells(eng, spec, 1, n)
+    d = np.diag(hamming(fresh, np.asarray(recs["sketch"][:n])))
+    # the window saw the same left context for the first block, so the bits agree closely
+    assert np.median(d) <= 16, np.median(d)
