@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ikv_local.engine import Engine
+from ikv_local.engine import Engine, EngineConfig
 from ikv_local.fingerprint import model_fingerprint
 from ikv_local.haystack import FACT_NEEDLES, Haystack, build, pass_key_needle
 from ikv_local.paths import cache_dir
@@ -25,7 +25,8 @@ from ikv_local.sketch import SketchSpec
 
 MAX_SKETCH_DIM = 768
 SKETCH_SEED = 20260
-CALIBRATION_SENTENCES = 110  # about 1,500 tokens with the demo model
+CALIBRATION_SENTENCES = 110  # about 1,700 tokens with the demo model
+CALIBRATION_CTX = 2048  # the haystack is read in one window, so the result is the model's alone
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,14 @@ def sketch_spec(engine: Engine) -> SketchSpec:
             return SketchSpec.from_dict(json.loads(path.read_text()))
         except (ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is measured again
-    m = measure(engine, calibration_haystack())
+    hay = calibration_haystack()
+    if engine.n_ctx < CALIBRATION_CTX:  # read in one window, whatever the caller's context
+        with Engine(engine.path, EngineConfig(n_ctx=CALIBRATION_CTX, n_seq_max=2,
+                                              n_threads=engine.config.n_threads,
+                                              n_gpu_layers=engine.config.n_gpu_layers)) as big:
+            m = measure(big, hay)
+    else:
+        m = measure(engine, hay)
     spec = spec_from(m, engine)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

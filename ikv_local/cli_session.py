@@ -44,7 +44,8 @@ def _ingest_progress(console):  # type: ignore[no-untyped-def]
     )
 
 
-def run_ingest(session_name: str, paths: list[Path], options, console):  # type: ignore[no-untyped-def]
+def run_ingest(session_name: str, paths: list[Path], options, console,  # type: ignore[no-untyped-def]
+               ctx_given: bool = True):
     """Open (or make) the session and ingest with a progress bar; returns the result."""
     from ikv_local.ingest import check_text_file, ingest
     from ikv_local.session import Session
@@ -53,6 +54,9 @@ def run_ingest(session_name: str, paths: list[Path], options, console):  # type:
         check_text_file(p)
     with console.status("loading model and session"):
         session = Session(session_name, options)
+    if options.create and session.meta["n_ctx"] != options.n_ctx and ctx_given:
+        console.print(f"ikv: note: session {session_name!r} keeps its window of "
+                      f"{session.meta['n_ctx']:,} tokens", markup=False, highlight=False)
     with session, _ingest_progress(console) as progress:
         tasks: dict[str, object] = {}
 
@@ -82,7 +86,7 @@ def ingest_cmd(
     options = OpenOptions(model=model, n_ctx=ctx_size or 2048, n_threads=threads,
                           n_gpu_layers=n_gpu_layers, create=True)
     err = _err_console()
-    result = run_ingest(session, paths, options, err)
+    result = run_ingest(session, paths, options, err, ctx_given=ctx_size is not None)
     if json_out:
         print(json.dumps(result.to_dict()))
     else:

@@ -65,7 +65,7 @@ def check_text_file(path: Path) -> int:
     if b"\x00" in head:
         raise InputError(f"{path}: looks binary (NUL bytes); ikv ingests UTF-8 text")
     try:
-        codecs.getincrementaldecoder("utf-8")("strict").decode(head, final=False)
+        codecs.getincrementaldecoder("utf-8")("strict").decode(head, final=len(head) == size)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
     return size

@@ -152,3 +152,17 @@ def test_header_is_written_whole_or_not_at_all(tmp_path):
     a = Archive.create(tmp_path, META)
     assert a.path.read_bytes() == pack_header({**META, "created": a.meta["created"]})
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_truncate_keeps_the_first_records_and_survives_reopening(tmp_path):
+    archive = Archive.create(tmp_path, META)
+    archive.append(batch(0, 300))
+    archive.truncate(120)
+    assert len(archive) == 120 and len(archive.usable) == 120
+    again = Archive(tmp_path)
+    assert len(again) == 120
+    assert again.records()["position"].tolist() == list(range(120))
+    again.append(batch(120, 5))
+    assert Archive(tmp_path).records()["position"].tolist() == list(range(125))
+    with pytest.raises(Exception, match="cannot keep"):
+        again.truncate(500)

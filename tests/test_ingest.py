@@ -1,16 +1,10 @@
-"""`ikv ingest` and `ikv ask` as a user runs them: separate processes, clear refusals."""
+"""Reading text files: pieces on whitespace, strict UTF-8, refusals before anything is read."""
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-
 import pytest
 
-from conftest import assert_one_line_error
-from ikv_local.haystack import FACT_NEEDLES, build, pass_key_needle
-from ikv_local.ingest import text_pieces
+from ikv_local.ingest import InputError, check_text_file, text_pieces
 
 
 def test_text_pieces_end_on_whitespace_and_rebuild_the_file(tmp_path):
@@ -20,97 +14,24 @@ def test_text_pieces_end_on_whitespace_and_rebuild_the_file(tmp_path):
     pieces = list(text_pieces(path, read_bytes=1000))
     assert len(pieces) > 5
     assert "".join(p for p, _ in pieces) == text
-    assert all(p[0][-1:] != " " or True for p in pieces)
+    assert all(p[-1] in " \n" or p[-1].isalpha() for p, _ in pieces[:-1])
+    assert all(not p.startswith(" ") for p, _ in pieces[:1])
     assert pieces[-1][1] == path.stat().st_size
 
 
-@pytest.fixture
-def doc(tmp_path):
-    """About 2,200 tokens: a pass key early (it will be archived), a fact at the very end."""
-    hay = build(140, [pass_key_needle(11)], [0.05], seed=11)
-    path = tmp_path / "first.txt"
-    path.write_text(hay.text + " " + FACT_NEEDLES[1].fact + "\n")
-    return path, pass_key_needle(11), FACT_NEEDLES[1]
+def test_a_bad_byte_deep_in_a_file_is_reported_with_its_offset(tmp_path):
+    path = tmp_path / "late.txt"
+    path.write_bytes(b"fine text " * 10000 + b"\xff tail")
+    assert check_text_file(path) == path.stat().st_size  # the head is fine
+    with pytest.raises(InputError, match="not UTF-8 text .* offset 100000"):
+        list(text_pieces(path))
 
 
-def test_ingest_then_ask_in_other_processes(ikv, doc, tmp_path):
-    path, key, late = doc
-    run = ikv("ingest", str(path), "--session", "s1", "-c", "1024", "--json")
-    assert run.returncode == 0, run.stderr
-    got = json.loads(run.stdout)
-    assert got["session"] == "s1" and got["tokens"] > 2000
-    assert got["archived_tokens"] + got["window_tokens"] - 1 == got["tokens"]
-    assert got["archive_bytes"] >= 104 * got["archived_tokens"]
-    path.unlink()  # ask must not need the document: the window state is restored
-    # the late fact sits in the restored window: answered with nothing recalled
-    run = ikv("ask", late.question, "--session", "s1", "--no-recall", "--json", "-n", "16")
-    assert run.returncode == 0, run.stderr
-    answer = json.loads(run.stdout)
-    assert late.answer in answer["answer"], answer
-    assert answer["recalled"] == [] and answer["archived_tokens"] == got["archived_tokens"]
-    # the early key left the window: recall finds it, and says where it came from
-    run = ikv("ask", "What is the pass key?", "--session", "s1", "--json", "-n", "24")
-    answer = json.loads(run.stdout)
-    assert key.answer in answer["answer"], answer
-    span = next(s for s in answer["recalled"] if key.answer in s["text"])
-    assert span["source"].endswith("first.txt") and 0 <= span["start"] < span["end"]
-    # the plain command streams the answer and lists recalled spans on stderr
-    run = ikv("ask", "What is the pass key?", "--session", "s1", "-n", "24")
-    assert run.returncode == 0 and key.answer in run.stdout
-    assert "first.txt" in run.stderr and "recalled" in run.stderr
-
-
-def test_a_second_document_is_appended(ikv, doc, tmp_path, ikv_home):
-    path, key, _ = doc
-    assert ikv("ingest", str(path), "--session", "s2", "-c", "1024").returncode == 0
-    first = json.loads((ikv_home / "sessions" / "s2" / "session.json").read_text())
-    second = tmp_path / "second.txt"
-    second.write_text(build(90, [FACT_NEEDLES[2]], [0.5], seed=12).text)
-    run = ikv("ingest", str(second), "--session", "s2", "--json")
-    assert run.returncode == 0, run.stderr
-    got = json.loads(run.stdout)
-    meta = json.loads((ikv_home / "sessions" / "s2" / "session.json").read_text())
-    assert [Path(d["path"]).name for d in meta["documents"]] == ["first.txt", "second.txt"]
-    assert all(d["complete"] for d in meta["documents"])
-    assert meta["tokens"] == first["tokens"] + got["tokens"]
-    assert got["archived_tokens"] > first["archived_tokens"]
-    sources = json.loads((ikv_home / "sessions" / "s2" / "archive" / "sources.json").read_text())
-    assert [Path(s).name for s in sources] == ["first.txt", "second.txt"]
-    run = ikv("ask", "What is the pass key?", "--session", "s2", "--json", "-n", "24")
-    assert key.answer in json.loads(run.stdout)["answer"]
-
-
-def test_bad_input_is_refused_and_nothing_is_stored(ikv, tmp_path, ikv_home, doc):
-    empty = tmp_path / "empty.txt"
-    empty.write_text("")
-    assert_one_line_error(ikv("ingest", str(empty), "--session", "e"), 8, "empty")
-    binary = tmp_path / "data.bin"
-    binary.write_bytes(bytes(range(256)) * 8)
-    assert_one_line_error(ikv("ingest", str(binary), "--session", "e"), 8, "binary")
-    latin = tmp_path / "latin1.txt"
-    latin.write_bytes("café crème".encode("latin-1"))
-    assert_one_line_error(ikv("ingest", str(latin), "--session", "e"), 8, "UTF-8")
-    assert_one_line_error(ikv("ingest", str(tmp_path / "nope.txt"), "--session", "e"), 8, "no such file")
-    assert not (ikv_home / "sessions" / "e").exists()
-    # a good file and a bad one: refused before the good one is read
-    path, _, _ = doc
-    assert_one_line_error(ikv("ingest", str(path), str(empty), "--session", "e"), 8, "empty")
-    assert not (ikv_home / "sessions" / "e").exists()
-
-
-def test_session_errors(ikv, doc, tmp_path, demo_path):
-    assert_one_line_error(ikv("ask", "hi", "--session", "missing"), 7, "no session named 'missing'")
-    assert_one_line_error(ikv("ask", "hi", "--session", "../etc"), 7, "plain names")
-    path, _, _ = doc
-    assert ikv("ingest", str(path), "--session", "bound", "-c", "1024").returncode == 0
-    other = tmp_path / "other.gguf"
-    shutil.copy(demo_path, other)
-    with open(other, "r+b") as f:  # same architecture, different weights
-        f.seek(-4096, 2)
-        byte = f.read(1)
-        f.seek(-4096, 2)
-        f.write(bytes([byte[0] ^ 0x01]))
-    run = ikv("ask", "hi", "--session", "bound", "--model", str(other))
-    assert_one_line_error(run, 7, "another model")
-    run = ikv("ingest", str(path), "--session", "bound", "--model", str(other))
-    assert_one_line_error(run, 7, "another model")
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty"), (b"\x00\x01\x02", "binary"), ("caf\xe9".encode("latin-1"), "UTF-8"),
+])
+def test_refusals(tmp_path, content, message):
+    path = tmp_path / "f.txt"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        check_text_file(path)

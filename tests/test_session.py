@@ -1,0 +1,56 @@
+"""Sessions on disk: checkpoints that agree with the archive, locks, damage detected."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from ikv_local.archive import Archive
+from ikv_local.session import OpenOptions, Session, SessionBusy, SessionError, check_name
+
+
+@pytest.fixture
+def copy(book, ikv_home):
+    """A private copy of the shared book session."""
+    shutil.copytree(book.home / "sessions" / "book", ikv_home / "sessions" / "book")
+    return ikv_home / "sessions" / "book"
+
+
+def test_names_are_plain():
+    assert check_name("my-book_2.txt") == "my-book_2.txt"
+    for bad in ("", "../x", "a/b", ".hidden", "x" * 65, "a b"):
+        with pytest.raises(SessionError, match="plain names"):
+            check_name(bad)
+
+
+def test_records_past_the_checkpoint_are_cut_with_a_warning(copy):
+    archive = Archive(copy / "archive")
+    n = len(archive)
+    archive.append(archive.records()[:10].copy())  # as an ingest killed after a checkpoint
+    with pytest.warns(UserWarning, match="interrupted ingest"):
+        with Session("book", OpenOptions()) as s:
+            assert len(s.archive) == n == s.window.archived
+    # read-only opens never cut; the checkpoint still hides nothing it knows
+    with Session("book", OpenOptions(writable=False)) as s:
+        assert len(s.archive) == n
+
+
+def test_one_writer_at_a_time(copy):
+    with Session("book", OpenOptions()):
+        with pytest.raises(SessionBusy, match="in use by another ikv process"):
+            Session("book", OpenOptions())
+        with pytest.raises(SessionBusy):
+            Session("book", OpenOptions(writable=False))
+    with Session("book", OpenOptions(writable=False)):
+        with Session("book", OpenOptions(writable=False)):
+            pass  # readers share
+
+
+def test_a_damaged_checkpoint_is_refused_in_one_line(copy):
+    path = copy / "window.bin"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(SessionError, match="fails its checksum"):
+        Session("book", OpenOptions(writable=False))
