@@ -168,7 +168,6 @@ class Window:
         step = self.layout.block
         for start in range(0, len(tokens), step):
             chunk = tokens[start : start + step]
-            self.make_room(len(chunk))
             last = logits_last and start + step >= len(tokens)
             if self._unsketched and self._unsketched + len(chunk) > self._reach:
                 self._sketch_pending()

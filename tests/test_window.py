@@ -118,3 +118,27 @@ def test_sketches_of_aged_tokens_match_a_fresh_reading(rolled, engine3):
     d = np.diag(hamming(fresh, np.asarray(recs["sketch"][:n])))
     # the window saw the same left context for the first block, so the bits agree closely
     assert np.median(d) <= 16, np.median(d)
+
+
+def test_token_by_token_appends_age_like_bulk_ones(engine3, tmp_path):
+    """Generated tokens arrive one at a time: sketches are taken per block, not per token,
+    and what ages is the same as when the text arrives in one piece."""
+    spec = sketch_spec(engine3)
+    meta = {"model_fingerprint": model_fingerprint(engine3), "sketch": spec.to_dict()}
+    tokens = engine3.tokenize(build(30, [], [], seed=9).text)[:450]
+    archives = []
+    for name, pieces in (("bulk", [tokens]), ("one", [[t] for t in tokens])):
+        archive = Archive.create(tmp_path / name, meta)
+        window = Window(engine3, Layout.plan(512, 1), archive, spec)
+        window.start([engine3.bos])
+        for piece in pieces:
+            window.append(piece, Origin(Role.ASSISTANT, 0, 1))
+        assert window.archived > 64 and window.cells <= 512
+        archives.append(archive.records())
+    bulk, one = archives
+    n = min(len(bulk), len(one))
+    assert bulk["token"][:n].tolist() == one["token"][:n].tolist() == tokens[:n]
+    from ikv_local.sketch import hamming
+
+    d = np.diag(hamming(np.asarray(bulk["sketch"][:n]), np.asarray(one["sketch"][:n])))
+    assert np.median(d) <= 16, np.median(d)
