@@ -58,13 +58,14 @@ def run_ingest(session_name: str, paths: list[Path], options, console,  # type: 
         console.print(f"ikv: note: session {session_name!r} keeps its window of "
                       f"{session.meta['n_ctx']:,} tokens", markup=False, highlight=False)
     with session, _ingest_progress(console) as progress:
-        tasks: dict[str, object] = {}
+        tasks = {str(p): progress.add_task(p.name, total=p.stat().st_size, start=False, tokens=0,
+                                           rate=0.0, archived=session.window.archived)
+                 for p in paths}
 
         def show(p) -> None:  # type: ignore[no-untyped-def]
-            if p.file not in tasks:
-                tasks[p.file] = progress.add_task(Path(p.file).name, total=p.bytes_total,
-                                                  tokens=0, rate=0.0, archived=0)
-            progress.update(tasks[p.file], completed=p.bytes_done, tokens=p.tokens,  # type: ignore[arg-type]
+            task = tasks[p.file]
+            progress.start_task(task)
+            progress.update(task, completed=p.bytes_done, tokens=p.tokens,
                             rate=p.tokens / max(p.seconds, 1e-9), archived=p.archived)
 
         return ingest(session, paths, show)
@@ -97,16 +98,25 @@ def ingest_cmd(
         )
 
 
-def _print_recalled(console, spans) -> None:  # type: ignore[no-untyped-def]
+def _excerpt(text: str, around: str | None = None, width: int = 160) -> str:
+    text = " ".join(text.split())
+    at = text.find(around) if around else -1
+    start = max(0, at - width // 3) if at >= 0 else 0
+    out = text[start : start + width]
+    return ("…" if start else "") + out + ("…" if start + width < len(text) else "")
+
+
+def _print_recalled(console, spans, shown: int = 5) -> None:  # type: ignore[no-untyped-def]
+    """Best spans first, each with where it came from."""
     from rich.markup import escape
 
     if not spans:
         return
-    console.print(f"[dim]recalled {len(spans)} span(s):[/]")
-    for s in spans:
-        text = " ".join(s.text.split())
+    console.print(f"[dim]recalled {len(spans)} span(s), best first:[/]")
+    for s in sorted(spans, key=lambda s: -s.score)[:shown]:
         console.print(f"[dim]  {escape(Path(s.source).name)} tokens {s.position:,}–"
-                      f"{s.position + len(s.tokens):,} (score {s.score:.3f}): {escape(text[:160])}[/]")
+                      f"{s.position + len(s.tokens):,} (score {s.score:.3f}): "
+                      f"{escape(_excerpt(s.text))}[/]")
 
 
 def ask_cmd(
@@ -144,7 +154,7 @@ def ask_cmd(
 
 
 def demo_cmd(
-    multiple: Annotated[int, typer.Option(help="Document length, in windows.")] = 4,
+    multiple: Annotated[int, typer.Option(help="Document length, in windows.")] = 8,
     depth: Annotated[float, typer.Option(min=0.0, max=1.0, help="Where the key is buried (0-1).")] = 0.3,
     ctx_size: Annotated[int, typer.Option("-c", "--ctx-size", help="Window in tokens.")] = 2048,
     seed: Annotated[int, typer.Option(help="Picks the pass key and the filler.")] = 7,
@@ -211,7 +221,14 @@ def demo_cmd(
     table.add_row("recall", f"{ikv.recall_seconds * 1000:.0f} ms", "—")
     out.print(table)
     out.print(f"Full context would need {full / 2**20:.1f} MiB of KV cache for {result.tokens:,} tokens.")
-    _print_recalled(out, ikv.recalled)
+    found = [s for s in ikv.recalled if key in s.text]
+    if found:
+        s = found[0]
+        out.print(f"The key came back from {Path(s.source).name}, tokens {s.position:,}–"
+                  f"{s.position + len(s.tokens):,} (score {s.score:.3f}, {len(ikv.recalled)} spans "
+                  f"recalled): {_excerpt(s.text, key)}", markup=False, highlight=False)
+    else:
+        _print_recalled(out, ikv.recalled)
 
 
 bench = typer.Typer(help="Benchmarks that write JSON receipts.", no_args_is_help=True)

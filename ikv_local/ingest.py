@@ -21,6 +21,7 @@ from ikv_local.session import Session
 READ_BYTES = 1 << 16
 SNIFF_BYTES = 8192
 CHECKPOINT_SECONDS = 60.0
+PROGRESS_TOKENS = 512
 DOCUMENT_GAP = "\n\n"
 
 
@@ -118,13 +119,19 @@ def ingest(session: Session, paths: list[Path],
             gap = engine.tokenize(DOCUMENT_GAP)
             window.append(gap, origin)
             doc_tokens += len(gap)
+        before = 0
         for text, done in text_pieces(path):
             piece = engine.tokenize(text)
-            window.append(piece, origin)
-            doc_tokens += len(piece)
-            if on_progress:
-                on_progress(Progress(str(path), done, size, tokens + doc_tokens, window.archived,
-                                     time.perf_counter() - t0))
+            for at in range(0, len(piece), PROGRESS_TOKENS):  # a bar that moves every second or so
+                part = piece[at : at + PROGRESS_TOKENS]
+                window.append(part, origin)
+                doc_tokens += len(part)
+                if on_progress:
+                    share = (at + len(part)) / len(piece)
+                    on_progress(Progress(str(path), before + round((done - before) * share), size,
+                                         tokens + doc_tokens, window.archived,
+                                         time.perf_counter() - t0))
+            before = done
             if time.perf_counter() - last_save > CHECKPOINT_SECONDS:
                 doc["tokens"] = doc_tokens
                 session.save()
