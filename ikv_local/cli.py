@@ -142,6 +142,7 @@ app.command("ingest")(cli_session.ingest_cmd)
 app.command("ask")(cli_session.ask_cmd)
 app.command("demo")(cli_session.demo_cmd)
 app.add_typer(cli_session.bench, name="bench")
+app.add_typer(cli_session.sessions, name="sessions")
 
 
 def _warn(message: Warning | str, *_: object, **__: object) -> None:

@@ -259,3 +259,81 @@ def bench_passkey(
                                 log=(lambda line: err.print(line, markup=False, highlight=False)))
     if json_out:
         print(json.dumps({"summary": rows, "receipt": str(path)}))
+
+
+sessions = typer.Typer(help="Sessions on disk: list, show, remove.", no_args_is_help=True)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 1024:,.1f} KiB"
+
+
+@sessions.command("list")
+def sessions_list(json_out: JsonOpt = False) -> None:
+    """Every session, newest first, without loading a model."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ikv_local.session import list_sessions
+
+    infos = sorted(list_sessions(), key=lambda i: i.updated, reverse=True)
+    if json_out:
+        print(json.dumps([i.to_dict() for i in infos]))
+        return
+    if not infos:
+        _err_console().print("no sessions yet; make one with: ikv ingest FILE --session NAME")
+        return
+    table = Table()
+    for col in ("session", "model", "window", "documents", "tokens", "archived", "on disk", "updated"):
+        table.add_column(col, justify="right" if col in {"window", "documents", "tokens", "archived", "on disk"} else "left")
+    for i in infos:
+        table.add_row(i.name, i.problem or i.model, f"{i.n_ctx:,}", str(i.documents),
+                      f"{i.tokens:,}", f"{i.archived_tokens:,}", _size(i.disk_bytes), i.updated)
+    Console().print(table)
+
+
+@sessions.command("show")
+def sessions_show(name: Annotated[str, typer.Argument(help="Session name.")],
+                  json_out: JsonOpt = False) -> None:
+    """One session: its model, window, documents and size."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ikv_local.session import session_info, sessions_dir
+
+    info = session_info(name)
+    meta = json.loads((sessions_dir() / name / "session.json").read_text()) if not info.problem else {}
+    docs = meta.get("documents", [])
+    if json_out:
+        print(json.dumps({**info.to_dict(), "model_path": meta.get("model", {}).get("path"),
+                          "layout": meta.get("layout"), "documents": docs}))
+        return
+    table = Table(title=f"session {name}", show_header=False)
+    table.add_row("model", f"{info.model} ({meta.get('model', {}).get('path', '?')})")
+    table.add_row("window", f"{info.n_ctx:,} tokens; layout {meta.get('layout')}")
+    table.add_row("tokens", f"{info.tokens:,} ({info.archived_tokens:,} archived)")
+    table.add_row("on disk", _size(info.disk_bytes))
+    table.add_row("updated", info.updated)
+    for d in docs:
+        state = "" if d.get("complete") else " (interrupted)"
+        table.add_row("document", f"{d['path']}: {d['tokens']:,} tokens{state}")
+    if info.problem:
+        table.add_row("problem", info.problem)
+    Console().print(table)
+
+
+@sessions.command("rm")
+def sessions_rm(name: Annotated[str, typer.Argument(help="Session name.")],
+                yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
+    """Delete a session: its archive, index and window. There is no undo."""
+    from ikv_local.session import remove_session, session_info
+
+    info = session_info(name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise typer.BadParameter("refusing to delete without --yes when not on a terminal",
+                                     param_hint="--yes")
+        typer.confirm(f"Delete session {name!r} ({info.tokens:,} tokens, "
+                      f"{_size(info.disk_bytes)})?", abort=True)
+    remove_session(name)
+    _err_console().print(f"deleted session {name!r}")

@@ -258,3 +258,63 @@ class Session:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What `session.json` says, read without loading a model."""
+
+    name: str
+    model: str
+    n_ctx: int
+    documents: int
+    tokens: int
+    archived_tokens: int
+    disk_bytes: int
+    updated: str
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def session_info(name: str) -> SessionInfo:
+    folder = sessions_dir() / check_name(name)
+    meta_path = folder / "session.json"
+    if not meta_path.is_file():
+        raise SessionNotFound(f"no session named {name!r}")
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    try:
+        meta = json.loads(meta_path.read_text())
+        fp = meta["model"]["fingerprint"]
+        return SessionInfo(name, fp.get("name") or fp["arch"], int(meta["n_ctx"]),
+                           len(meta.get("documents", [])), int(meta.get("tokens", 0)),
+                           int(meta.get("archived_tokens", 0)), size, meta.get("updated", ""))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return SessionInfo(name, "?", 0, 0, 0, 0, size, "", f"unreadable session.json: {exc}")
+
+
+def list_sessions() -> list[SessionInfo]:
+    root = sessions_dir()
+    if not root.is_dir():
+        return []
+    names = sorted(p.name for p in root.iterdir()
+                   if p.is_dir() and NAME_RE.fullmatch(p.name) and (p / "session.json").is_file())
+    return [session_info(n) for n in names]
+
+
+def remove_session(name: str) -> None:
+    """Delete a session that no process has open."""
+    folder = sessions_dir() / check_name(name)
+    if not (folder / "session.json").is_file():
+        raise SessionNotFound(f"no session named {name!r}")
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SessionBusy(f"session {name!r} is in use by another ikv process") from None
+        os.remove(folder / "session.json")  # from here on the folder is no session
+        shutil.rmtree(folder)
+    finally:
+        os.close(fd)

@@ -126,3 +126,24 @@ def test_bench_passkey_writes_a_receipt(ikv, tmp_path):
     assert row["multiple"] == 2 and row["trials"] == 1
     assert row["full_context"] is None
     assert json.loads(run.stdout)["summary"] == receipt["results"]["summary"]
+
+
+def test_sessions_list_show_rm(ikv, book, ikv_home):
+    shutil.copytree(book.home / "sessions" / "book", ikv_home / "sessions" / "book")
+    run = ikv("sessions", "list", "--json")
+    assert run.returncode == 0, run.stderr
+    (info,) = json.loads(run.stdout)
+    assert info["name"] == "book" and info["n_ctx"] == 1024 and info["documents"] == 1
+    assert info["archived_tokens"] > 2000 and info["disk_bytes"] > 104 * info["archived_tokens"]
+    shown = json.loads(ikv("sessions", "show", "book", "--json").stdout)
+    assert Path(shown["documents"][0]["path"]).name == "book.txt"
+    assert "book" in ikv("sessions", "list").stdout
+    assert_one_line_error(ikv("sessions", "rm", "book"), 2, "--yes")  # stdin is not a terminal
+    from ikv_local.session import OpenOptions, Session
+
+    with Session("book", OpenOptions(writable=False)):
+        assert_one_line_error(ikv("sessions", "rm", "book", "--yes"), 7, "in use")
+    assert ikv("sessions", "rm", "book", "--yes").returncode == 0
+    assert not (ikv_home / "sessions" / "book").exists()
+    assert json.loads(ikv("sessions", "list", "--json").stdout) == []
+    assert_one_line_error(ikv("sessions", "show", "book"), 7, "no session named")
