@@ -147,3 +147,36 @@ def test_sessions_list_show_rm(ikv, book, ikv_home):
     assert not (ikv_home / "sessions" / "book").exists()
     assert json.loads(ikv("sessions", "list", "--json").stdout) == []
     assert_one_line_error(ikv("sessions", "show", "book"), 7, "no session named")
+
+
+def test_kill_9_during_ingest_leaves_a_usable_session(ikv, tmp_path, ikv_home, ikv_cache):
+    """The checkpoint before the kill is intact; records filed after it are cut when the
+    session is next opened for writing, and the same file can be ingested again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "long.txt"
+    path.write_text(build(600, [pass_key_needle(21)], [0.1], seed=21).text)
+    proc = subprocess.Popen([sys.executable, "-c", "from ikv_local.cli import main; main()",
+                             "ingest", str(path), "--session", "k", "-c", "1024"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = ikv_home / "sessions" / "k" / "archive" / "records.ikv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not records.exists() or records.stat().st_size < 4096 + 104 * 500):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert records.stat().st_size > 4096 + 104 * 500  # it was killed mid-ingest
+    run = ikv("ask", "What is the pass key?", "--session", "k", "--json", "-n", "8")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["archived_tokens"] == 0  # the checkpoint knew of none
+    run = ikv("ingest", str(path), "--session", "k", "--json")
+    assert run.returncode == 0, run.stderr
+    assert "interrupted ingest" in run.stderr and "Traceback" not in run.stderr
+    got = json.loads(run.stdout)
+    meta = json.loads((ikv_home / "sessions" / "k" / "session.json").read_text())
+    assert [d["complete"] for d in meta["documents"]] == [True]
+    assert got["archived_tokens"] + got["window_tokens"] - 1 == got["tokens"] == meta["tokens"]
