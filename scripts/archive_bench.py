@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ikv_local import receipt  # noqa: E402
+from ikv_local import receipt
 
 from ikv_local.archive import Archive  # noqa: E402
 from ikv_local.index import DEFAULT_NPROBE, SketchIndex, hamming_to  # noqa: E402

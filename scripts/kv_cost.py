@@ -13,11 +13,9 @@ import argparse
 import shlex
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ikv_local import receipt  # noqa: E402
+from ikv_local import receipt
 
 from ikv_local.engine import Engine, EngineConfig  # noqa: E402
 from ikv_local.info import INFO_CACHE_TYPES, measure_state_bytes_per_token  # noqa: E402

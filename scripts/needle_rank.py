@@ -16,11 +16,9 @@ import shlex
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ikv_local import receipt  # noqa: E402
+from ikv_local import receipt
 
 from ikv_local.calibrate import measure, sketch_spec  # noqa: E402
 from ikv_local.engine import Engine, EngineConfig  # noqa: E402

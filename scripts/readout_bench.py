@@ -16,11 +16,9 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ikv_local import receipt  # noqa: E402
+from ikv_local import receipt
 
 from ikv_local.archive import Archive  # noqa: E402
 from ikv_local.calibrate import sketch_spec  # noqa: E402
