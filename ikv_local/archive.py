@@ -100,6 +100,8 @@ class Archive:
         self.report = OpenReport()
         self._map: np.ndarray | None = None
         self._words: np.ndarray | None = None
+        self._counts = np.zeros(0, np.int64)  # token id -> occurrences in the first _counted
+        self._counted = 0
         self._valid: np.ndarray | None = None
         self._recover()
 
@@ -183,6 +185,16 @@ class Archive:
         assert self._valid is not None
         return self._valid
 
+    def token_counts(self) -> np.ndarray:
+        """Occurrences of each token id, counted once and then only for new records."""
+        if self._counted < self._n:
+            new = np.bincount(np.asarray(self.records()["token"][self._counted :], dtype=np.int64))
+            size = max(len(new), len(self._counts))
+            self._counts = np.pad(self._counts, (0, size - len(self._counts)))
+            self._counts[: len(new)] += new
+            self._counted = self._n
+        return self._counts
+
     def sketches(self) -> np.ndarray:
         return self.records()["sketch"]
 
@@ -237,6 +249,7 @@ class Archive:
         self._n = n
         self._valid = self.usable[:n]
         self._map = self._words = None
+        self._counts, self._counted = np.zeros(0, np.int64), 0
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())

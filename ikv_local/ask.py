@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+import codecs
+from dataclasses import dataclass
 
 from ikv_local.filing import Origin
 from ikv_local.prompt import Message
@@ -30,7 +31,6 @@ class Answer:
     recall_seconds: float  # search + re-injection, all refreshes together
     tokens: int  # generated
     decode_seconds: float
-    extra: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -131,10 +131,12 @@ def _answer(session: Session, question: str, recall: bool, max_tokens: int,
     prompt = engine.tokenize(prompt_text + answer_prefix, special=True)
     window.append(prompt, Origin(Role.USER, chat, segment), logits_last=True)
     out: list[int] = []
-    pieces: list[bytes] = []
-    final: str | None = None
+    utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+    text = ""
+    cut = -1
     refresh_s = 0.0
     shown = 0
+    longest_stop = max((len(s) for s in stops), default=0)
     t_dec = time.perf_counter()
     with engine.sampler(params, prompt) as sample:
         for i in range(max_tokens):
@@ -142,9 +144,11 @@ def _answer(session: Session, question: str, recall: bool, max_tokens: int,
             if engine.is_eog(token):
                 break
             out.append(token)
-            pieces.append(engine.piece(token))
-            text = b"".join(pieces).decode("utf-8", "ignore")
-            cut = min((text.find(stop) for stop in stops if stop in text), default=-1)
+            before = len(text)
+            text += utf8.decode(engine.piece(token))
+            # only the new tail can complete a stop string
+            tail = max(0, before - longest_stop)
+            cut = min((i for i in (text.find(s, tail) for s in stops) if i >= 0), default=-1)
             if cut >= 0:
                 text = text[:cut]
             # hold back what could be the start of a stop string
@@ -154,7 +158,6 @@ def _answer(session: Session, question: str, recall: bool, max_tokens: int,
                 on_text(text[shown : len(text) - hold])
                 shown = len(text) - hold
             if cut >= 0:
-                final = text
                 break
             if i + 1 == max_tokens:
                 break
@@ -163,13 +166,13 @@ def _answer(session: Session, question: str, recall: bool, max_tokens: int,
                 spans = recall_into_slot(session, question + engine.detokenize(out), settings)
                 refresh_s += time.perf_counter() - t_r
             window.append([token], Origin(Role.ASSISTANT, chat, segment), logits_last=True)
-    if final is None:
-        final = b"".join(pieces).decode("utf-8", "replace")
-        if on_text and len(final) > shown:
-            on_text(final[shown:])
+    if cut < 0:
+        text += utf8.decode(b"", final=True)
+        if on_text and len(text) > shown:
+            on_text(text[shown:])
     dec_s = time.perf_counter() - t_dec - refresh_s
     return Answer(
-        text=final,
+        text=text,
         recalled=spans,
         window_tokens=window.cells,
         archived_tokens=window.archived,

@@ -6,9 +6,7 @@ Registered on the app by `ikv_local.cli`; heavy imports stay inside the commands
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -166,38 +164,22 @@ def demo_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from ikv_local.ask import ask
-    from ikv_local.kvcost import kv_bytes
-    from ikv_local.passkey import ANSWER_PREFIX, QUESTION, document
-    from ikv_local.session import OpenOptions, Session
+    from ikv_local.passkey import ANSWER_PREFIX, QUESTION, document, side_by_side
+    from ikv_local.paths import temporary_home
+    from ikv_local.session import OpenOptions
 
     err = _err_console()
     text, key = document(multiple * ctx_size, depth, seed)
-    with tempfile.TemporaryDirectory(prefix="ikv-demo-") as home:
-        old = os.environ.get("IKV_HOME")
-        os.environ["IKV_HOME"] = home
-        try:
-            path = Path(home) / "document.txt"
-            path.write_text(text)
-            err.print(f"A {len(text):,}-character document ({multiple}× a {ctx_size:,}-token window); "
-                      f"the pass key [bold]{key}[/] is at {depth:.0%}.")
-            result = run_ingest("demo", [path], OpenOptions(model=model, n_ctx=ctx_size,
-                                                            n_threads=threads, create=True), err)
-            answers = {}
-            for recall in (True, False):
-                with Session("demo", OpenOptions(model=model, n_threads=threads, writable=False)) as s:
-                    answers[recall] = ask(s, QUESTION, recall=recall, answer_prefix=ANSWER_PREFIX,
-                                          max_tokens=8)
-                    assert s.engine is not None
-                    layers, n_swa = s.engine.facts.layers, s.engine.facts.n_swa
-        finally:
-            if old is None:
-                os.environ.pop("IKV_HOME", None)
-            else:
-                os.environ["IKV_HOME"] = old
-    ikv, base = answers[True], answers[False]
-    hot = kv_bytes(layers, ctx_size)
-    full = kv_bytes(layers, result.tokens + 1, swa_window=n_swa or None)
+    with temporary_home("ikv-demo-") as home:
+        path = home / "document.txt"
+        path.write_text(text)
+        err.print(f"A {len(text):,}-character document ({multiple}× a {ctx_size:,}-token window); "
+                  f"the pass key [bold]{key}[/] is at {depth:.0%}.")
+        result = run_ingest("demo", [path], OpenOptions(model=model, n_ctx=ctx_size,
+                                                        n_threads=threads, create=True), err)
+        both = side_by_side("demo", result.tokens, model, threads)
+    ikv, base = both.ikv, both.sliding
+    hot, full = both.hot_kv_bytes, both.full_kv_bytes
     report = {
         "key": key, "tokens": result.tokens, "window": ctx_size,
         "ikv": {**ikv.to_dict(), "correct": key in ikv.text},

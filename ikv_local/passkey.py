@@ -9,17 +9,16 @@ upper bound. Hot KV memory is reported beside what full context would need.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ikv_local.ask import ask
+from ikv_local.ask import Answer, ask
 from ikv_local.haystack import build, pass_key_needle
 from ikv_local.ingest import ingest
 from ikv_local.kvcost import kv_bytes
+from ikv_local.paths import temporary_home
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import OpenOptions, Session
 
@@ -82,23 +81,34 @@ def run(
 ) -> list[Trial]:
     """One trial per (multiple, depth, seed); sessions live in a temporary IKV_HOME."""
     trials = []
-    old_home = os.environ.get("IKV_HOME")
-    with tempfile.TemporaryDirectory(prefix="ikv-passkey-") as home:
-        os.environ["IKV_HOME"] = home
-        try:
-            for multiple in multiples:
-                for depth in depths:
-                    for seed in range(seeds):
-                        trials.append(_trial(model, n_ctx, multiple, depth, seed, full_max_tokens,
-                                             Path(home)))
-                        if on_trial:
-                            on_trial(trials[-1])
-        finally:
-            if old_home is None:
-                os.environ.pop("IKV_HOME", None)
-            else:
-                os.environ["IKV_HOME"] = old_home
+    with temporary_home("ikv-passkey-") as home:
+        for multiple in multiples:
+            for depth in depths:
+                for seed in range(seeds):
+                    trials.append(_trial(model, n_ctx, multiple, depth, seed, full_max_tokens, home))
+                    if on_trial:
+                        on_trial(trials[-1])
     return trials
+
+
+@dataclass
+class SideBySide:
+    ikv: Answer
+    sliding: Answer
+    hot_kv_bytes: int  # the window's allocated f16 cache (every layer full-size, so it shifts)
+    full_kv_bytes: int  # full context as llama.cpp would hold it, sliding-window layers trimmed
+
+
+def side_by_side(name: str, tokens: int, model: str | None = None,
+                 n_threads: int | None = None) -> SideBySide:
+    """The pass-key question with recall and without, from the same saved window."""
+    with Session(name, OpenOptions(model=model, n_threads=n_threads, writable=False)) as s:
+        a, b = (ask(s, QUESTION, answer_prefix=ANSWER_PREFIX, max_tokens=8, recall=r)
+                for r in (True, False))
+        assert s.engine is not None
+        facts, n_ctx = s.engine.facts, s.window.layout.n_ctx
+    return SideBySide(a, b, kv_bytes(facts.layers, n_ctx),
+                      kv_bytes(facts.layers, tokens + 1, swa_window=facts.n_swa or None))
 
 
 def _trial(model: str | None, n_ctx: int, multiple: int, depth: float, seed: int,
@@ -113,15 +123,9 @@ def _trial(model: str | None, n_ctx: int, multiple: int, depth: float, seed: int
         result = ingest(s, [path])
         ingest_s = time.perf_counter() - t
         assert s.engine is not None
-        layers = s.engine.facts.layers
-        hot = kv_bytes(layers, n_ctx)  # allocated: ikv keeps every layer's window (shifts)
-        # full context as llama.cpp would hold it, sliding-window layers trimmed
-        full_need = kv_bytes(layers, result.tokens + 1, swa_window=s.engine.facts.n_swa or None)
         state_bytes = s.engine.state_size(0)
-    with Session(name, OpenOptions(model=model, writable=False)) as s:
-        a = ask(s, QUESTION, answer_prefix=ANSWER_PREFIX, max_tokens=8)
-    with Session(name, OpenOptions(model=model, writable=False)) as s:
-        b = ask(s, QUESTION, answer_prefix=ANSWER_PREFIX, max_tokens=8, recall=False)
+    both = side_by_side(name, result.tokens, model)
+    a, b = both.ikv, both.sliding
     full = _full_context(model, text, result.tokens + 32) if result.tokens <= full_max_tokens else None
     path.unlink()
     return Trial(
@@ -131,7 +135,7 @@ def _trial(model: str | None, n_ctx: int, multiple: int, depth: float, seed: int
         full=full, full_ok=None if full is None else key in full,
         ingest_s=round(ingest_s, 2), ingest_tokens_per_s=round(result.tokens / ingest_s, 1),
         recall_ms=round(a.recall_seconds * 1000, 1),
-        hot_kv_bytes=hot, full_kv_bytes=full_need, window_cells=result.window_tokens,
+        hot_kv_bytes=both.hot_kv_bytes, full_kv_bytes=both.full_kv_bytes, window_cells=result.window_tokens,
         window_state_bytes=state_bytes,
         doc_sha256=hashlib.sha256(text.encode()).hexdigest(),
     )

@@ -85,10 +85,9 @@ def _sentence(flags: np.ndarray, sources: np.ndarray, lo: int, hit: int, span_ma
     # then whole neighbouring sentences while they fit: the one after first, then before
     for _ in range(4):
         grew = False
-        nxt = right[right > b - 1]
-        after = int(nxt[nxt > b][0]) if len(nxt[nxt > b]) else None
-        if after is not None and same[b:after].all() and after - a <= span_max:
-            b, grew = after, True
+        after = right[right > b]
+        if len(after) and same[b : after[0]].all() and after[0] - a <= span_max:
+            b, grew = int(after[0]), True
         prev = left[left < a]
         if len(prev) and same[prev[-1]:a].all() and b - int(prev[-1]) <= span_max:
             a, grew = int(prev[-1]), True
@@ -98,8 +97,7 @@ def _sentence(flags: np.ndarray, sources: np.ndarray, lo: int, hit: int, span_ma
 
 
 def _idf(archive: Archive) -> np.ndarray:
-    counts = np.bincount(np.asarray(archive.records()["token"], dtype=np.int64))
-    return np.log((len(archive) + 1) / (counts + 1.0))
+    return np.log((len(archive) + 1) / (archive.token_counts() + 1.0))
 
 
 def find_spans(

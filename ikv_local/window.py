@@ -88,8 +88,14 @@ class Recent:
         self.segments += [segment] * len(tokens)
 
     def drop(self, n: int) -> None:
+        """Forget the first n."""
         for part in (self.tokens, self.roles, self.sources, self.segments):
             del part[:n]
+
+    def keep(self, n: int) -> None:
+        """Forget all but the first n."""
+        for part in (self.tokens, self.roles, self.sources, self.segments):
+            del part[n:]
 
     def runs(self, n: int) -> list[tuple[int, int]]:
         """[start, end) runs of the first n tokens that share one origin."""
@@ -236,9 +242,7 @@ class Window:
         """Forget recent tokens past `length` (a turn that will not be kept)."""
         if length < len(self.recent):
             self.engine.seq_rm(0, self.layout.recent_start + length, -1)
-            for part in (self.recent.tokens, self.recent.roles, self.recent.sources,
-                         self.recent.segments):
-                del part[length:]
+            self.recent.keep(length)
             self.sketches = self.sketches[:length]
 
     # -- the recall slot -----------------------------------------------------------

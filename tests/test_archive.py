@@ -166,3 +166,19 @@ def test_truncate_keeps_the_first_records_and_survives_reopening(tmp_path):
     assert Archive(tmp_path).records()["position"].tolist() == list(range(125))
     with pytest.raises(Exception, match="cannot keep"):
         again.truncate(500)
+
+
+def test_token_counts_follow_appends_and_truncation(tmp_path):
+    archive = Archive.create(tmp_path, META)
+    archive.append(batch(0, 200))
+    want = lambda recs: np.bincount(recs["token"].astype(np.int64))  # noqa: E731
+    np.testing.assert_array_equal(archive.token_counts(), want(archive.records()))
+    archive.append(batch(200, 50))
+    got = archive.token_counts()
+    np.testing.assert_array_equal(got[: len(want(archive.records()))], want(archive.records()))
+    assert got.sum() == 250
+    archive.truncate(120)
+    archive.append(batch(500, 30))
+    assert archive.token_counts().sum() == 150
+    np.testing.assert_array_equal(archive.token_counts()[: len(want(archive.records()))],
+                                  want(archive.records()))
