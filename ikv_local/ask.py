@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 import codecs
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from threading import Event
 
 from ikv_local.filing import Origin
 from ikv_local.prompt import Message
@@ -31,6 +32,10 @@ class Answer:
     recall_seconds: float  # search + re-injection, all refreshes together
     tokens: int  # generated
     decode_seconds: float
+    first_token_seconds: float | None = None  # from the question to the first token sampled
+    stopped: str = "eog"  # eog, stop (a stop string), limit, cancel
+    out: list[int] = field(default_factory=list, repr=False)  # the tokens sampled
+    decoded: int = 0  # how many of `out` the window holds
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -41,8 +46,14 @@ class Answer:
             "seconds": round(self.seconds, 3),
             "recall_seconds": round(self.recall_seconds, 4),
             "tokens": self.tokens,
-            "tokens_per_s": round(self.tokens / self.decode_seconds, 2) if self.decode_seconds else None,
+            "tokens_per_s": self.tokens_per_s,
+            "ttft_seconds": None if self.first_token_seconds is None else round(self.first_token_seconds, 4),
+            "stopped": self.stopped,
         }
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return round(self.tokens / self.decode_seconds, 2) if self.decode_seconds > 0 and self.tokens else None
 
 
 PLAIN_STOPS = ("\nQuestion:", "\nUser:")
@@ -97,12 +108,13 @@ def ask(
 
     Unless `keep`, the window is put back as it was, so every question meets the same window.
     """
-    engine, window = session.engine, session.window
-    assert engine is not None
+    window = session.window
     start = (len(window.recent), window.dropped, window.archived)
+    prompt_text, stops = question_prompt(session, question)
     try:
-        return _answer(session, question, recall, max_tokens, params, answer_prefix,
-                       recall_every, settings, on_text)
+        return respond(session, question, prompt_text + answer_prefix, stops, recall=recall,
+                       max_tokens=max_tokens, params=params, recall_every=recall_every,
+                       settings=settings, on_text=on_text)
     finally:
         if not keep:
             if (window.dropped, window.archived) == start[1:]:
@@ -112,36 +124,62 @@ def ask(
                 session.restore_window()
 
 
-def _answer(session: Session, question: str, recall: bool, max_tokens: int,
-            params: SamplingParams, answer_prefix: str, recall_every: int,
-            settings: RecallSettings, on_text: Callable[[str], None] | None) -> Answer:
+def respond(
+    session: Session,
+    query: str,
+    prompt_text: str,
+    stops: tuple[str, ...],
+    *,
+    recall: bool = True,
+    max_tokens: int = 128,
+    params: SamplingParams = SamplingParams.greedy(),
+    recall_every: int = 0,
+    settings: RecallSettings = RecallSettings(),
+    on_text: Callable[[str], None] | None = None,
+    cancel: Event | None = None,
+) -> Answer:
+    """Recall for `query`, append the prompt, and generate into the window.
+
+    The text is cut before any stop string; the last token sampled is not decoded (nothing
+    would read its logits), so `Answer.decoded` says how many of `Answer.out` the window holds.
+    `max_tokens` of 0 or less means until end-of-generation.
+    """
     engine, window = session.engine, session.window
     assert engine is not None
     t0 = time.perf_counter()
     spans: list[Span] = []
     recall_s = 0.0
     if recall and window.archived:
-        spans = recall_into_slot(session, question, settings)
+        spans = recall_into_slot(session, query, settings)
         recall_s = time.perf_counter() - t0
     else:
         window.clear_slot()
     chat = session.archive.source_id("chat") if session.options.writable else 0
     segment = window.stream_end
-    prompt_text, stops = question_prompt(session, question)
-    prompt = engine.tokenize(prompt_text + answer_prefix, special=True)
+    prompt = engine.tokenize(prompt_text, special=True)
     window.append(prompt, Origin(Role.USER, chat, segment), logits_last=True)
     out: list[int] = []
+    decoded = 0
     utf8 = codecs.getincrementaldecoder("utf-8")("replace")
     text = ""
     cut = -1
     refresh_s = 0.0
     shown = 0
+    first_s: float | None = None
+    stopped = "limit"
+    limit = max_tokens if max_tokens > 0 else 1 << 62
     longest_stop = max((len(s) for s in stops), default=0)
     t_dec = time.perf_counter()
-    with engine.sampler(params, prompt) as sample:
-        for i in range(max_tokens):
+    with engine.sampler(params, window.recent.tokens) as sample:
+        for i in range(limit):
+            if cancel is not None and cancel.is_set():
+                stopped = "cancel"
+                break
             token = sample()
+            if first_s is None:
+                first_s = time.perf_counter() - t0
             if engine.is_eog(token):
+                stopped = "eog"
                 break
             out.append(token)
             before = len(text)
@@ -158,14 +196,16 @@ def _answer(session: Session, question: str, recall: bool, max_tokens: int,
                 on_text(text[shown : len(text) - hold])
                 shown = len(text) - hold
             if cut >= 0:
+                stopped = "stop"
                 break
-            if i + 1 == max_tokens:
+            if i + 1 == limit:
                 break
             if recall_every and recall and (i + 1) % recall_every == 0 and window.archived:
                 t_r = time.perf_counter()
-                spans = recall_into_slot(session, question + engine.detokenize(out), settings)
+                spans = recall_into_slot(session, query + engine.detokenize(out), settings)
                 refresh_s += time.perf_counter() - t_r
             window.append([token], Origin(Role.ASSISTANT, chat, segment), logits_last=True)
+            decoded += 1
     if cut < 0:
         text += utf8.decode(b"", final=True)
         if on_text and len(text) > shown:
@@ -180,4 +220,8 @@ def _answer(session: Session, question: str, recall: bool, max_tokens: int,
         recall_seconds=recall_s + refresh_s,
         tokens=len(out),
         decode_seconds=dec_s,
+        first_token_seconds=first_s,
+        stopped=stopped,
+        out=out,
+        decoded=decoded,
     )

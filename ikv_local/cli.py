@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ikv_local import cli_session
+from ikv_local import cli_chat, cli_session
 from ikv_local.errors import IkvError
 
 app = typer.Typer(
@@ -141,6 +141,7 @@ def doctor(json_out: JsonOpt = False) -> None:
 app.command("ingest")(cli_session.ingest_cmd)
 app.command("ask")(cli_session.ask_cmd)
 app.command("demo")(cli_session.demo_cmd)
+app.command("chat")(cli_chat.chat_cmd)
 app.add_typer(cli_session.bench, name="bench")
 app.add_typer(cli_session.sessions, name="sessions")
 

@@ -31,7 +31,7 @@ from ikv_local.facts import (
 )
 from ikv_local.kvcost import bytes_per_token, cache_type
 from ikv_local.model_file import check_gguf
-from ikv_local.prompt import Message, format_chat
+from ikv_local.prompt import ChatFormat, Message, format_chat
 from ikv_local.sampling import SamplingParams, build_sampler
 
 _backend_ready = False
@@ -276,6 +276,13 @@ class Engine:
             bos=self.piece(self.bos).decode("utf-8", "replace"),
             eos=self.piece(eos).decode("utf-8", "replace"),
         )
+
+    def chat_format(self) -> ChatFormat:
+        """How a conversation is written turn by turn (plain User/Assistant lines without a template)."""
+        eos = llama_cpp.llama_vocab_eos(self._vocab)
+        return ChatFormat.from_template(self.chat_template(),
+                                        bos=self.piece(self.bos).decode("utf-8", "replace"),
+                                        eos=self.piece(eos).decode("utf-8", "replace"))
 
     @property
     def bos(self) -> int:

@@ -84,3 +84,50 @@ def format_chat(
     if text is None:
         text = _jinja(template, messages, add_generation_prompt, bos, eos)
     return text
+
+
+_SYS, _USER, _ASSISTANT = "IKVSYSTEMMARK", "IKVUSERMARK", "IKVASSISTANTMARK"
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """A conversation's text one turn at a time, so each turn is appended to the window as
+    the whole conversation would have been rendered."""
+
+    system_before: str
+    system_after: str
+    user_before: str
+    user_after: str  # through the cue for the assistant
+    assistant_after: str  # closes the assistant's turn
+    stops: tuple[str, ...]  # where an answer ends besides end-of-generation
+
+    def system(self, text: str) -> str:
+        return f"{self.system_before}{text.strip()}{self.system_after}" if text.strip() else ""
+
+    def user(self, text: str) -> str:
+        return f"{self.user_before}{text.strip()}{self.user_after}"
+
+    @classmethod
+    def plain(cls) -> ChatFormat:
+        return cls("", "\n", "\nUser: ", "\nAssistant:", "", ("\nUser:",))
+
+    @classmethod
+    def from_template(cls, template: str | None, *, bos: str = "", eos: str = "") -> ChatFormat:
+        """Cut the template's renderings of marker messages into the pieces around a turn."""
+        if not template:
+            return cls.plain()
+
+        def render(messages: list[Message], gen: bool) -> str:
+            text = format_chat(messages, template, add_generation_prompt=gen, bos=bos, eos=eos)
+            return text[len(bos):] if bos and text.startswith(bos) else text
+
+        user_before, user_end = render([Message("user", _USER)], False).split(_USER, 1)
+        cued = render([Message("user", _USER)], True).split(_USER, 1)[1]
+        both = render([Message("user", _USER), Message("assistant", _ASSISTANT)], False)
+        assistant_after = both.split(_ASSISTANT, 1)[1]
+        system = render([Message("system", _SYS)], False)
+        if _SYS in system:
+            system_before, system_after = system.split(_SYS, 1)
+        else:  # templates without a system role fold it into a user turn
+            system_before, system_after = user_before, user_end
+        return cls(system_before, system_after, user_before, cued, assistant_after, ())

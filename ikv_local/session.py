@@ -32,6 +32,7 @@ from ikv_local.calibrate import sketch_spec
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.errors import IkvError, ModelError
 from ikv_local.fingerprint import model_fingerprint
+from ikv_local.history import History
 from ikv_local.index import SketchIndex
 from ikv_local.model_file import resolve_model
 from ikv_local.paths import data_dir
@@ -79,6 +80,7 @@ class OpenOptions:
     n_gpu_layers: int = 0
     writable: bool = True  # False: turns are thrown away, the archive is only read
     create: bool = False
+    system: str | None = None  # a system prompt for the sink; None keeps the session's own
 
 
 def _pack_window(meta: dict[str, Any], state: bytes) -> bytes:
@@ -139,7 +141,9 @@ class Session:
             fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise SessionBusy(f"session {self.name!r} is in use by another ikv process") from None
+            raise SessionBusy(_busy(self.folder, self.name)) from None
+        os.ftruncate(fd, 0)  # who holds it, for the message another process gets
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
 
     def _model_path(self, exists: bool) -> Path:
@@ -168,6 +172,7 @@ class Session:
                 f"({made['sha'][:12]}); {path.name} is another model ({fp['sha'][:12]})"
             )
         self.spec: SketchSpec = sketch_spec(self.engine)
+        self.chat_format = self.engine.chat_format()
         archive_meta = {"model_fingerprint": fp, "sketch": self.spec.to_dict()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -175,52 +180,88 @@ class Session:
                 self.archive = Archive.open_or_create(self.folder / "archive", archive_meta)
             else:
                 self.archive = Archive(self.folder / "archive", writable=False, expect=archive_meta)
-        sink = [self.engine.bos] if self.engine.add_bos else []
+        self.history = History(self.folder)
+        checkpoint = self._read_checkpoint()
+        if checkpoint is None:
+            self.system = opts.system or ""
+            sink = self._sink(self.system)
+            layout = Layout.plan(n_ctx, len(sink))
+        else:
+            self.system = checkpoint[0].get("system", "")
+            layout = Layout(**checkpoint[0]["layout"])
         if not exists:
             self.meta = {
                 "format": FORMAT,
                 "name": self.name,
                 "model": {"path": str(path.resolve()), "fingerprint": fp},
                 "n_ctx": n_ctx,
-                "layout": Layout.plan(n_ctx, len(sink)).to_dict(),
+                "layout": layout.to_dict(),
                 "documents": [],
                 "created": _now(),
                 "updated": _now(),
             }
-        layout = Layout(**self.meta["layout"])
         self.window = Window(self.engine, layout, self.archive if opts.writable else None, self.spec)
-        if (self.folder / "window.bin").is_file():
-            self.restore_window()
-            self._reconcile()
-        else:
+        if checkpoint is None:
             self.window.start(sink)
             if len(self.archive) and opts.writable:
                 self.archive.truncate(0)
+            self.history.keep(0, writable=opts.writable)
+        else:
+            self.window.restore(*checkpoint)
+            self._reconcile(int(checkpoint[0].get("turns", 0)))
         self.index = SketchIndex(self.archive)
+        if opts.writable and opts.system is not None and opts.system != self.system:
+            self.set_system(opts.system)
         if opts.writable and not exists:
             self.save()
 
+    def _sink(self, system: str) -> list[int]:
+        """BOS, then the system prompt as the chat format writes it."""
+        assert self.engine is not None
+        bos = [self.engine.bos] if self.engine.add_bos else []
+        return bos + self.engine.tokenize(self.chat_format.system(system), special=True)
+
+    def _read_checkpoint(self) -> tuple[dict[str, Any], bytes] | None:
+        path = self.folder / "window.bin"
+        return _unpack_window(path.read_bytes(), path) if path.is_file() else None
+
     def restore_window(self) -> None:
         """Put the window back as the last checkpoint left it."""
-        path = self.folder / "window.bin"
-        wmeta, state = _unpack_window(path.read_bytes(), path)
-        self.window.restore(wmeta, state)
+        checkpoint = self._read_checkpoint()
+        if checkpoint is None:
+            raise SessionError(f"session {self.name!r} has no saved window")
+        self.window.restore(*checkpoint)
 
-    def _reconcile(self) -> None:
-        """Cut records past the checkpoint; an archive shorter than it is damaged."""
+    def _reconcile(self, turns: int) -> None:
+        """Cut records and turns past the checkpoint; fewer than it expects is damage."""
         have, want = len(self.archive), self.window.archived
         if have < want:
             raise SessionError(
                 f"session {self.name!r}: the archive holds {have:,} tokens, its checkpoint "
                 f"expects {want:,}"
             )
-        if have > want and self.options.writable:
+        if len(self.history) < turns:
+            raise SessionError(
+                f"session {self.name!r}: the turn log holds {len(self.history)} turns, its "
+                f"checkpoint expects {turns}"
+            )
+        writable = self.options.writable
+        if have > want and writable:
             warnings.warn(
                 f"session {self.name!r}: {have - want:,} tokens archived after the last "
-                "checkpoint (an interrupted ingest) were cut; ingest that file again",
+                "checkpoint (an interrupted ingest or turn) were cut",
                 stacklevel=3,
             )
             self.archive.truncate(want)
+        self.history.keep(turns, writable=writable)
+
+    def set_system(self, text: str) -> None:
+        """A new system prompt: the sink is rebuilt and the recent tokens read again after it."""
+        sink = self._sink(text)
+        layout = Layout.plan(self.window.layout.n_ctx, len(sink))  # refuses a prompt too long
+        self.window = self.window.rebuilt(sink, layout)
+        self.system = text
+        self.meta["layout"] = layout.to_dict()
 
     # -- saving ------------------------------------------------------------------
 
@@ -229,10 +270,13 @@ class Session:
         if not self.options.writable:
             raise SessionError("this session was opened read-only")
         wmeta, state = self.window.snapshot()
+        wmeta = {**wmeta, "turns": len(self.history), "system": self.system}
         write_atomic(self.folder / "window.bin", _pack_window(wmeta, state))
         self.meta["updated"] = _now()
         self.meta["tokens"] = self.window.stream_end
         self.meta["archived_tokens"] = self.window.archived
+        self.meta["turns"] = len(self.history)
+        self.meta["system"] = self.system
         write_atomic(self.folder / "session.json", json.dumps(self.meta, indent=1).encode())
 
     # -- reading -----------------------------------------------------------------
@@ -256,6 +300,15 @@ class Session:
         self.close()
 
 
+def _busy(folder: Path, name: str) -> str:
+    try:
+        pid = int((folder / ".lock").read_text().strip())
+        who = f"another ikv process (pid {pid})"
+    except (OSError, ValueError):
+        who = "another ikv process"
+    return f"session {name!r} is in use by {who}; close it there first"
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -272,6 +325,7 @@ class SessionInfo:
     archived_tokens: int
     disk_bytes: int
     updated: str
+    turns: int = 0
     problem: str | None = None
 
     def to_dict(self) -> dict[str, object]:
@@ -289,9 +343,10 @@ def session_info(name: str) -> SessionInfo:
         fp = meta["model"]["fingerprint"]
         return SessionInfo(name, fp.get("name") or fp["arch"], int(meta["n_ctx"]),
                            len(meta.get("documents", [])), int(meta.get("tokens", 0)),
-                           int(meta.get("archived_tokens", 0)), size, meta.get("updated", ""))
+                           int(meta.get("archived_tokens", 0)), size, meta.get("updated", ""),
+                           int(meta.get("turns", 0)))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return SessionInfo(name, "?", 0, 0, 0, 0, size, "", f"unreadable session.json: {exc}")
+        return SessionInfo(name, "?", 0, 0, 0, 0, size, "", 0, f"unreadable session.json: {exc}")
 
 
 def list_sessions() -> list[SessionInfo]:
@@ -313,7 +368,7 @@ def remove_session(name: str) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SessionBusy(f"session {name!r} is in use by another ikv process") from None
+            raise SessionBusy(_busy(folder, name)) from None
         os.remove(folder / "session.json")  # from here on the folder is no session
         shutil.rmtree(folder)
     finally:

@@ -245,6 +245,17 @@ class Window:
             self.recent.keep(length)
             self.sketches = self.sketches[:length]
 
+    def rebuilt(self, sink_tokens: list[int], layout: Layout) -> Window:
+        """This stream with another sink: the recent tokens are decoded again after it."""
+        new = Window(self.engine, layout, self.archive, self.spec)
+        new.start(sink_tokens)
+        new.archived, new.dropped = self.archived, self.dropped
+        new.previous_token = self.previous_token
+        old = self.recent
+        for a, b in old.runs(len(old)):
+            new.append(old.tokens[a:b], Origin(Role(old.roles[a]), old.sources[a], old.segments[a]))
+        return new
+
     # -- the recall slot -----------------------------------------------------------
 
     def fill_slot(self, tokens: list[int]) -> None:

@@ -1,7 +1,7 @@
 import pytest
 
 from ikv_local.errors import IkvError
-from ikv_local.prompt import Message, format_chat
+from ikv_local.prompt import ChatFormat, Message, format_chat
 
 CHAT = [
     Message("system", "Be brief."),
@@ -36,3 +36,31 @@ def test_jinja_fallback_for_templates_llama_cpp_does_not_know():
 def test_a_broken_template_is_one_clear_error():
     with pytest.raises(IkvError, match="chat template failed"):
         format_chat(CHAT, "{{ raise_exception('no system role') }}")
+
+
+def _conversation(fmt, system, turns):
+    return fmt.system(system) + "".join(fmt.user(u) + a + fmt.assistant_after for u, a in turns)
+
+
+@pytest.mark.parametrize("template", ["chatml", "llama3", "phi3", "zephyr"])
+def test_chat_format_turn_by_turn_matches_the_whole_rendering(template):
+    fmt = ChatFormat.from_template(template)
+    whole = format_chat(CHAT[:3], template, add_generation_prompt=False)
+    assert _conversation(fmt, "Be brief.", [("Hi", "Hello!")]) == whole
+    # the next user turn ends with the cue for the assistant
+    cued = format_chat(CHAT, template)
+    assert whole + fmt.user("What is 2+2?") == cued
+
+
+def test_chat_format_folds_the_system_prompt_into_a_user_turn_without_a_system_role():
+    fmt = ChatFormat.from_template("gemma")
+    assert fmt.system("Be brief.") == "<start_of_turn>user\nBe brief.<end_of_turn>\n"
+    assert fmt.user("Hi") == "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    assert fmt.assistant_after == "<end_of_turn>\n"
+
+
+def test_plain_chat_format():
+    fmt = ChatFormat.plain()
+    text = _conversation(fmt, "Be brief.", [("Hi", " Hello!")]) + fmt.user("What is 2+2?")
+    assert text == "Be brief.\n\nUser: Hi\nAssistant: Hello!\nUser: What is 2+2?\nAssistant:"
+    assert fmt.system("  ") == "" and fmt.stops == ("\nUser:",)

@@ -1,0 +1,319 @@
+"""`ikv chat`: the terminal chat, a thin shell over `ikv_local.chat`.
+
+On a terminal: a prompt with line editing, streamed answers, slash commands, Ctrl-C stops an
+answer and Ctrl-D leaves. Otherwise: one user turn per input line, and with `--json` one
+object per turn on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from threading import Event
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ikv_local.cli_session import JsonOpt, NglOpt, ThreadsOpt, _excerpt, _size
+
+HELP = """\
+/help              this list
+/recall [N]        the spans recalled for the last answer (N: read span N whole)
+/memory            window fill, archived tokens, bytes on disk
+/history [N]       the last N turns (5)
+/system [TEXT]     show the system prompt, or set a new one
+/save              checkpoint now (ikv also does after every turn)
+/exit              leave (so does Ctrl-D); Ctrl-C stops an answer
+A line ending in \\ continues on the next line."""
+
+EXIT = "exit"
+
+
+def _new_session_name() -> str:
+    from ikv_local.session import sessions_dir
+
+    base = time.strftime("chat-%Y%m%d-%H%M%S")
+    name, n = base, 1
+    while (sessions_dir() / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+class Shell:
+    """Reads turns and commands, prints answers; everything else is the library's."""
+
+    def __init__(self, chat: Any, json_out: bool, interactive: bool) -> None:
+        from rich.console import Console
+
+        self.chat = chat
+        self.session = chat.session
+        self.json_out = json_out
+        self.interactive = interactive
+        self.out = Console(highlight=False)
+        # command output must not mix with the JSON objects on stdout
+        self.info = Console(stderr=True, highlight=False) if json_out else self.out
+
+    # -- turns ---------------------------------------------------------------------
+
+    def turn(self, text: str) -> None:
+        from ikv_local.chat import span_origin
+
+        cancel = Event()
+        lead = [True]
+
+        def show(chunk: str) -> None:
+            if lead[0]:  # the plain format leaves a space after "Assistant:"
+                chunk = chunk.lstrip()
+                lead[0] = not chunk
+            if chunk:
+                self.out.print(chunk, end="", markup=False, soft_wrap=True)
+
+        old = signal.signal(signal.SIGINT, lambda *_: cancel.set()) if self.interactive else None
+        try:
+            turn, answer = self.chat.turn(text, on_text=None if self.json_out else show,
+                                          cancel=cancel)
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+        if self.json_out:
+            print(json.dumps({
+                "turn": turn.n, "user": turn.user, "answer": turn.answer.strip(),
+                "recalled": turn.recalled, "window_tokens": answer.window_tokens,
+                "archived_tokens": answer.archived_tokens, "tokens_per_s": turn.tokens_per_s,
+                "ttft_seconds": turn.ttft_seconds, "recall_seconds": turn.recall_seconds,
+                "tokens": turn.tokens, "stopped": turn.stopped, "session": self.session.name,
+            }), flush=True)
+            return
+        if turn.stopped == "cancel":
+            self.out.print(" [stopped]", style="yellow", end="", markup=False)
+        self.out.print()
+        if not self.interactive:
+            return
+        parts = []
+        if turn.recalled:
+            where = sorted({span_origin(self.session, s) for s in turn.recalled})
+            parts.append(f"recalled {len(turn.recalled)} span(s) from {'; '.join(where)} (/recall)")
+        parts.append(f"first token {turn.ttft_seconds:.2f} s")
+        if turn.tokens_per_s:
+            parts.append(f"{turn.tokens_per_s:.1f} tok/s")
+        self.out.print(" · ".join(parts), style="dim", markup=False)
+
+    # -- commands ------------------------------------------------------------------
+
+    def command(self, line: str) -> str | None:
+        name, _, arg = line[1:].strip().partition(" ")
+        arg = arg.strip()
+        handler = {
+            "help": self.help, "h": self.help, "?": self.help,
+            "recall": self.recall, "r": self.recall,
+            "memory": self.memory, "m": self.memory,
+            "history": self.history,
+            "system": self.system,
+            "save": self.save,
+        }.get(name.lower())
+        if name.lower() in {"exit", "quit", "q", "bye"}:
+            return EXIT
+        if handler is None:
+            self.info.print(f"unknown command /{name}; /help lists them", markup=False)
+            return None
+        handler(arg)
+        return None
+
+    def help(self, _: str) -> None:
+        self.info.print(HELP, markup=False)
+
+    def recall(self, arg: str) -> None:
+        from rich.table import Table
+
+        from ikv_local.chat import span_origin
+
+        last = self.chat.last
+        if last is None or not last.recalled:
+            self.info.print("nothing was recalled for the last answer"
+                            + ("" if self.session.window.archived else
+                               " (nothing has left the window yet)"))
+            return
+        spans = sorted(last.recalled, key=lambda s: -s["score"])
+        if arg:
+            try:
+                span = spans[int(arg) - 1]
+            except (ValueError, IndexError):
+                self.info.print(f"/recall N takes 1 to {len(spans)}")
+                return
+            self.info.print(f"{span_origin(self.session, span)}, tokens {span['start']:,}–"
+                            f"{span['end']:,}, score {span['score']:.3f}", style="bold", markup=False)
+            self.info.print(span["text"], markup=False)
+            return
+        table = Table(title=f"recalled for turn {last.n}, best first")
+        for col in ("#", "from", "tokens", "score", "text"):
+            table.add_column(col, justify="right" if col in {"#", "score"} else "left")
+        for i, s in enumerate(spans, 1):
+            table.add_row(str(i), span_origin(self.session, s), f"{s['start']:,}–{s['end']:,}",
+                          f"{s['score']:.3f}", _excerpt(s["text"], width=70))
+        self.info.print(table)
+
+    def memory(self, _: str) -> None:
+        from rich.table import Table
+
+        from ikv_local.chat import memory
+
+        m = memory(self.session)
+        table = Table(title=f"session {self.session.name}", show_header=False)
+        table.add_row("window", f"{m.window_cells:,} of {m.n_ctx:,} cells ({m.window_cells / m.n_ctx:.0%})")
+        table.add_row("  sink", f"{m.sink:,} (BOS and system prompt)")
+        table.add_row("  recall slot", f"{m.slot:,} of {m.slot_capacity:,}")
+        table.add_row("  recent", f"{m.recent:,} of {m.recent_capacity:,}")
+        table.add_row("archived", f"{m.archived:,} tokens, {_size(m.archive_bytes)} on disk")
+        table.add_row("saved window", _size(m.window_file_bytes))
+        table.add_row("in all", f"{m.tokens:,} tokens; turns: {m.turns}; documents: {m.documents}")
+        self.info.print(table)
+
+    def history(self, arg: str) -> None:
+        n = int(arg) if arg.isdigit() else 5
+        turns = self.session.history.turns[-n:]
+        if not turns:
+            self.info.print("no turns yet")
+        for t in turns:
+            self.info.print(f"[{t.n}] you: {t.user}", markup=False, style="bold")
+            self.info.print(f"    ikv: {t.answer.strip()}", markup=False)
+
+    def system(self, arg: str) -> None:
+        if not arg:
+            self.info.print(f"system prompt: {self.session.system!r}" if self.session.system
+                            else "no system prompt (set one with /system TEXT)", markup=False)
+            return
+        recent = len(self.session.window.recent)
+        self.session.set_system(arg)
+        self.session.save()
+        self.info.print(f"system prompt set ({self.session.window.layout.sink:,} sink tokens); "
+                        f"the {recent:,} recent tokens were read again after it", markup=False)
+
+    def save(self, _: str) -> None:
+        self.session.save()
+        self.info.print(f"saved session {self.session.name!r} (turns: {len(self.session.history)}) "
+                        f"in {self.session.folder}", markup=False)
+
+    # -- loops ---------------------------------------------------------------------
+
+    def piped(self) -> None:
+        for raw in sys.stdin:
+            line = raw.rstrip("\n")
+            if not line.strip():
+                continue
+            if line.lstrip().startswith("/"):
+                if self.command(line.strip()) == EXIT:
+                    return
+                continue
+            self.turn(line)
+
+    def interactive_loop(self) -> None:
+        import readline  # noqa: F401  (line editing and history for input())
+
+        for t in self.session.history.turns[-100:]:
+            readline.add_history(t.user)
+        while True:
+            try:
+                line = input("> ")
+                while line.endswith("\\"):
+                    line = line[:-1] + "\n" + input("… ")
+            except EOFError:
+                self.out.print()
+                return
+            except KeyboardInterrupt:
+                self.out.print("\n(Ctrl-D or /exit leaves)", style="dim")
+                continue
+            if not line.strip():
+                continue
+            if line.lstrip().startswith("/"):
+                try:
+                    if self.command(line.strip()) == EXIT:
+                        return
+                except Exception as exc:
+                    from ikv_local.errors import IkvError
+
+                    if not isinstance(exc, IkvError):
+                        raise
+                    self.out.print(f"ikv: error: {exc}", style="red", markup=False)
+                continue
+            self.turn(line)
+
+
+def chat_cmd(
+    model: Annotated[Optional[str], typer.Argument(help="GGUF model; the session's own, or the demo model.")] = None,
+    session: Annotated[Optional[str], typer.Option("--session", help="Session to resume or make (default: a new one).")] = None,
+    model_opt: Annotated[Optional[str], typer.Option("-m", "--model", help="GGUF model (same as the argument).")] = None,
+    system: Annotated[Optional[str], typer.Option("-s", "--system", help="System prompt (kept in the attention sink).")] = None,
+    ctx_size: Annotated[Optional[int], typer.Option("-c", "--ctx-size", help="Window in tokens (new sessions; default 2048).")] = None,
+    n_gpu_layers: NglOpt = 0,
+    threads: ThreadsOpt = None,
+    max_tokens: Annotated[int, typer.Option("-n", "--max-tokens", help="Answer length cap (-1: until the model stops).")] = 512,
+    temp: Annotated[float, typer.Option("--temp", help="Temperature (0: greedy).")] = 0.8,
+    top_k: Annotated[int, typer.Option("--top-k")] = 40,
+    top_p: Annotated[float, typer.Option("--top-p")] = 0.95,
+    min_p: Annotated[float, typer.Option("--min-p")] = 0.05,
+    repeat_penalty: Annotated[float, typer.Option("--repeat-penalty")] = 1.1,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed (-1: random).")] = -1,
+    no_recall: Annotated[bool, typer.Option("--no-recall", help="Never recall (a sliding window).")] = False,
+    recall_every: Annotated[int, typer.Option("--recall-every", min=0, help="Refresh recall every N generated tokens (0: once per turn).")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Chat with a model that never forgets: every turn is kept, the session resumes."""
+    from ikv_local.chat import Chat, ChatSettings
+    from ikv_local.sampling import SamplingParams
+    from ikv_local.session import OpenOptions, Session, check_name, sessions_dir
+
+    if model and model_opt and model != model_opt:
+        raise typer.BadParameter("name the model once (argument or --model)", param_hint="-m")
+    name = check_name(session) if session else _new_session_name()
+    exists = (sessions_dir() / name / "session.json").is_file()
+    interactive = sys.stdin.isatty() and not json_out
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False)
+    options = OpenOptions(model=model or model_opt, n_ctx=ctx_size or 2048, n_threads=threads,
+                          n_gpu_layers=n_gpu_layers, create=True, system=system)
+    with err.status("loading model and session"):
+        s = Session(name, options)
+    with s:
+        if exists and ctx_size and ctx_size != s.window.layout.n_ctx:
+            err.print(f"ikv: note: session {name!r} keeps its window of "
+                      f"{s.window.layout.n_ctx:,} tokens", markup=False)
+        params = SamplingParams(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
+                                repeat_penalty=repeat_penalty,
+                                seed=0xFFFFFFFF if seed < 0 else seed)
+        chat = Chat(s, ChatSettings(max_tokens=max_tokens, params=params, recall=not no_recall,
+                                    recall_every=recall_every))
+        shell = Shell(chat, json_out, interactive)
+        if interactive:
+            _banner(shell, exists)
+            shell.interactive_loop()
+            err.print(f"session {name!r} saved (turns: {len(s.history)}); resume with: "
+                      f"ikv chat --session {name}", markup=False)
+        else:
+            shell.piped()
+
+
+def _banner(shell: Shell, resumed: bool) -> None:
+    from rich.markup import escape
+
+    s = shell.session
+    fp = s.meta["model"]["fingerprint"]
+    m = s.window
+    out = shell.out
+    what = "resumed" if resumed else "new"
+    out.print(f"[bold]ikv chat[/] · {fp.get('name') or fp['arch']} · window {m.layout.n_ctx:,} "
+              f"tokens · {what} session [bold]{s.name}[/]")
+    if resumed:
+        docs = len(s.meta.get("documents", []))
+        out.print(f"[dim]turns: {len(s.history)}, documents: {docs}, {m.stream_end:,} tokens "
+                  f"({m.archived:,} archived)[/]")
+        last = shell.chat.last
+        if last is not None:
+            out.print(f"[dim]last turn {last.n}: you: {escape(_excerpt(last.user, width=70))}\n"
+                      f"  ikv: {escape(_excerpt(last.answer.strip(), width=70))}[/]")
+    if s.system:
+        out.print(f"[dim]system: {escape(_excerpt(s.system, width=70))}[/]")
+    out.print("[dim]/help for commands · Ctrl-C stops an answer · Ctrl-D leaves[/]")
