@@ -254,7 +254,7 @@ def chat_cmd(
     top_k: Annotated[int, typer.Option("--top-k")] = 40,
     top_p: Annotated[float, typer.Option("--top-p")] = 0.95,
     min_p: Annotated[float, typer.Option("--min-p")] = 0.05,
-    repeat_penalty: Annotated[float, typer.Option("--repeat-penalty")] = 1.1,
+    repeat_penalty: Annotated[float, typer.Option("--repeat-penalty", help="1.0: off (llama.cpp's default).")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (-1: random).")] = -1,
     no_recall: Annotated[bool, typer.Option("--no-recall", help="Never recall (a sliding window).")] = False,
     recall_every: Annotated[int, typer.Option("--recall-every", min=0, help="Refresh recall every N generated tokens (0: once per turn).")] = 0,

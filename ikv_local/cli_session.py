@@ -243,7 +243,8 @@ def bench_passkey(
         print(json.dumps({"summary": rows, "receipt": str(path)}))
 
 
-sessions = typer.Typer(help="Sessions on disk: list, show, remove.", no_args_is_help=True)
+sessions = typer.Typer(help="Sessions on disk: list, show, remove, export, reindex.",
+                       no_args_is_help=True)
 
 
 def _size(n: int) -> str:
@@ -266,10 +267,11 @@ def sessions_list(json_out: JsonOpt = False) -> None:
         _err_console().print("no sessions yet; make one with: ikv ingest FILE --session NAME")
         return
     table = Table()
-    for col in ("session", "model", "window", "documents", "tokens", "archived", "on disk", "updated"):
-        table.add_column(col, justify="right" if col in {"window", "documents", "tokens", "archived", "on disk"} else "left")
+    numbers = ("window", "turns", "documents", "tokens", "archived", "on disk")
+    for col in ("session", "model", *numbers, "last used"):
+        table.add_column(col, justify="right" if col in numbers else "left")
     for i in infos:
-        table.add_row(i.name, i.problem or i.model, f"{i.n_ctx:,}", str(i.documents),
+        table.add_row(i.name, i.problem or i.model, f"{i.n_ctx:,}", str(i.turns), str(i.documents),
                       f"{i.tokens:,}", f"{i.archived_tokens:,}", _size(i.disk_bytes), i.updated)
     Console().print(table)
 
@@ -294,6 +296,9 @@ def sessions_show(name: Annotated[str, typer.Argument(help="Session name.")],
     table.add_row("model", f"{info.model} ({meta.get('model', {}).get('path', '?')})")
     table.add_row("window", f"{info.n_ctx:,} tokens; layout {meta.get('layout')}")
     table.add_row("tokens", f"{info.tokens:,} ({info.archived_tokens:,} archived)")
+    table.add_row("turns", str(info.turns))
+    if meta.get("system"):
+        table.add_row("system prompt", meta["system"])
     table.add_row("on disk", _size(info.disk_bytes))
     table.add_row("updated", info.updated)
     for d in docs:
@@ -319,3 +324,43 @@ def sessions_rm(name: Annotated[str, typer.Argument(help="Session name.")],
                       f"{_size(info.disk_bytes)})?", abort=True)
     remove_session(name)
     _err_console().print(f"deleted session {name!r}")
+
+
+@sessions.command("export")
+def sessions_export(
+    name: Annotated[str, typer.Argument(help="Session name.")],
+    fmt: Annotated[str, typer.Option("--format", "-f",
+                                     help="md (transcript), json (turns and settings), text (every token held).")] = "md",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (default: stdout).")] = None,
+) -> None:
+    """Write a session out: its transcript, its turns as JSON, or all the text it holds."""
+    from ikv_local.archive import write_atomic
+    from ikv_local.export import FORMATS, export_session
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    text = export_session(name, fmt)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    write_atomic(out, text.encode())
+    _err_console().print(f"wrote {out} ({_size(len(text.encode()))})", markup=False)
+
+
+@sessions.command("reindex")
+def sessions_reindex(name: Annotated[str, typer.Argument(help="Session name.")],
+                     json_out: JsonOpt = False) -> None:
+    """Rebuild a session's search index from its records (checksums checked on the way)."""
+    from ikv_local.export import reindex
+
+    err = _err_console()
+    with err.status(f"reindexing {name}"):
+        result = reindex(name)
+    if json_out:
+        print(json.dumps(result.to_dict()))
+        return
+    how = (f"{result.lists:,} lists" if result.lists
+           else "no lists needed: an archive this small is scanned exactly")
+    err.print(f"session {name!r}: {result.records:,} records ({result.damaged:,} damaged, not "
+              f"served); index rebuilt in {result.seconds:.1f} s, {how}, "
+              f"{_size(result.index_bytes)}", markup=False)

@@ -216,6 +216,15 @@ class SketchIndex:
         write_atomic(self.folder / _INDEX_JSON, json.dumps(self.meta).encode())
         self._load()
 
+    def rebuild(self) -> None:
+        """Throw the index away and build it again from the records alone."""
+        for name in (_INDEX_JSON, "centroids.usearch", "centroids.npy", "assign.u16",
+                     "postings.npy", "offsets.npy"):
+            (self.folder / name).unlink(missing_ok=True)
+        self.meta = {"nlist": 0, "n_grouped": 0, "trained_on": 0}
+        self._centroids = None
+        self.refresh()
+
     # -- search ----------------------------------------------------------------------
 
     def candidates(self, queries: np.ndarray, nprobe: int = DEFAULT_NPROBE) -> np.ndarray:

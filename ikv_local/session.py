@@ -135,16 +135,7 @@ class Session:
     # -- opening -----------------------------------------------------------------
 
     def _lock(self, exclusive: bool) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise SessionBusy(_busy(self.folder, self.name)) from None
-        os.ftruncate(fd, 0)  # who holds it, for the message another process gets
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
+        self._lock_fd = hold_lock(self.folder, self.name, exclusive)
 
     def _model_path(self, exists: bool) -> Path:
         if self.options.model is not None or not exists:
@@ -300,6 +291,20 @@ class Session:
         self.close()
 
 
+def hold_lock(folder: Path, name: str, exclusive: bool) -> int:
+    """flock the session folder (one writer, or readers); the fd holds it until closed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SessionBusy(_busy(folder, name)) from None
+    os.ftruncate(fd, 0)  # who holds it, for the message another process gets
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 def _busy(folder: Path, name: str) -> str:
     try:
         pid = int((folder / ".lock").read_text().strip())
@@ -363,12 +368,8 @@ def remove_session(name: str) -> None:
     folder = sessions_dir() / check_name(name)
     if not (folder / "session.json").is_file():
         raise SessionNotFound(f"no session named {name!r}")
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = hold_lock(folder, name, exclusive=True)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SessionBusy(_busy(folder, name)) from None
         os.remove(folder / "session.json")  # from here on the folder is no session
         shutil.rmtree(folder)
     finally:

@@ -1,0 +1,109 @@
+"""A session written out for people or other tools, and its index rebuilt from the records.
+
+`md` and `json` come from the turn log and session.json alone; `text` is every token the
+session holds (archive, then window), which needs the model's vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ikv_local.history import History
+from ikv_local.session import (OpenOptions, Session, SessionNotFound, check_name, hold_lock,
+                               sessions_dir)
+
+FORMATS = ("md", "json", "text")
+
+
+def _meta(name: str) -> dict[str, Any]:
+    path = sessions_dir() / check_name(name) / "session.json"
+    if not path.is_file():
+        raise SessionNotFound(f"no session named {name!r}")
+    return json.loads(path.read_text())
+
+
+def export_session(name: str, fmt: str = "md") -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"format is one of {', '.join(FORMATS)}")
+    meta = _meta(name)
+    if fmt == "text":
+        return stream_text(name)
+    history = History(sessions_dir() / name)
+    history.keep(int(meta.get("turns", len(history))), writable=False)
+    fp = meta["model"]["fingerprint"]
+    if fmt == "json":
+        return json.dumps({
+            "session": name, "model": fp.get("name") or fp["arch"],
+            "model_path": meta["model"]["path"], "n_ctx": meta["n_ctx"],
+            "system": meta.get("system", ""), "documents": meta.get("documents", []),
+            "tokens": meta.get("tokens", 0), "archived_tokens": meta.get("archived_tokens", 0),
+            "turns": [t.to_dict() for t in history.turns],
+        }, ensure_ascii=False, indent=1) + "\n"
+    lines = [f"# Session {name}", "",
+             f"- model: {fp.get('name') or fp['arch']} (`{meta['model']['path']}`)",
+             f"- window: {meta['n_ctx']:,} tokens; {meta.get('tokens', 0):,} tokens in all, "
+             f"{meta.get('archived_tokens', 0):,} archived",
+             f"- created {meta.get('created', '?')}, updated {meta.get('updated', '?')}"]
+    for d in meta.get("documents", []):
+        lines.append(f"- document `{d['path']}`: {d['tokens']:,} tokens")
+    if meta.get("system"):
+        lines += ["", "## System prompt", "", meta["system"]]
+    for t in history.turns:
+        lines += ["", f"## Turn {t.n}", "", f"**You:** {t.user}", "", f"**ikv:** {t.answer.strip()}"]
+        if t.recalled:
+            lines += ["", "<details><summary>recalled</summary>", ""]
+            for s in sorted(t.recalled, key=lambda s: -s["score"]):
+                lines.append(f"- `{os.path.basename(s['source'])}` tokens {s['start']:,}–"
+                             f"{s['end']:,} (score {s['score']:.3f}): "
+                             + " ".join(str(s["text"]).split()))
+            lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def stream_text(name: str) -> str:
+    """Every token the session has read or said, in order, as text."""
+    with Session(name, OpenOptions(writable=False)) as s:
+        assert s.engine is not None
+        tokens = [int(t) for t in s.archive.records()["token"][: s.window.archived]]
+        return s.engine.detokenize(tokens + s.window.recent.tokens)
+
+
+@dataclass(frozen=True)
+class Reindexed:
+    session: str
+    records: int
+    damaged: int
+    lists: int  # 0: small enough to be scanned exactly
+    seconds: float
+    index_bytes: int
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def reindex(name: str) -> Reindexed:
+    """Rebuild the search index of a session no process has open, from its records alone."""
+    import warnings
+
+    from ikv_local.archive import Archive
+    from ikv_local.index import SketchIndex
+
+    _meta(name)
+    folder = sessions_dir() / name
+    fd = hold_lock(folder, name, exclusive=True)
+    try:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the report below says what was found
+            archive = Archive(folder / "archive", writable=True)
+        index = SketchIndex(archive)
+        index.rebuild()
+        return Reindexed(name, len(archive), len(archive.report.bad_inside),
+                         index.meta["nlist"], round(time.perf_counter() - t0, 3),
+                         index.disk_bytes())
+    finally:
+        os.close(fd)

@@ -1,0 +1,58 @@
+"""The turn log: checksummed lines, torn tails, cutting back to a checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from ikv_local.history import History, Turn, decode_line, encode_line
+
+
+def _turn(n: int, start: int) -> Turn:
+    return Turn(n=n, user=f"question {n} ✓", answer=f"answer {n}", start=start, end=start + 10,
+                recalled=[{"start": 1, "end": 5, "score": 0.5, "source": "chat", "text": "x"}])
+
+
+def test_a_line_round_trips_and_any_change_is_refused():
+    turn = _turn(1, 0)
+    line = encode_line(turn)
+    assert decode_line(line) == turn
+    assert decode_line(line[:-1]) is None  # torn: no newline
+    assert decode_line(line.replace(b"answer 1", b"answer 2")) is None
+    assert decode_line(b"\xff\xfe garbage\n") is None
+
+
+def test_log_reads_back_and_stops_at_a_torn_line(tmp_path):
+    log = History(tmp_path)
+    for n in range(1, 4):
+        log.append(_turn(n, 10 * (n - 1)))
+    with open(log.path, "ab") as f:
+        f.write(encode_line(_turn(4, 30))[:-7])  # a crash in the middle of a write
+    again = History(tmp_path)
+    assert [t.n for t in again.turns] == [1, 2, 3]
+    again.keep(3, writable=True)  # the torn bytes go, silently: they were never a turn
+    assert History(tmp_path).path.read_bytes() == b"".join(encode_line(t) for t in again.turns)
+    again.append(_turn(4, 30))
+    assert [t.n for t in History(tmp_path).turns] == [1, 2, 3, 4]
+
+
+def test_turns_past_the_checkpoint_are_cut_with_a_warning(tmp_path):
+    log = History(tmp_path)
+    for n in range(1, 4):
+        log.append(_turn(n, 10 * (n - 1)))
+    again = History(tmp_path)
+    with pytest.warns(UserWarning, match="1 turn"):
+        again.keep(2, writable=True)
+    assert len(History(tmp_path)) == 2
+    read_only = History(tmp_path)
+    read_only.keep(1, writable=False)
+    assert len(read_only) == 1 and len(History(tmp_path)) == 2  # nothing cut on disk
+    with pytest.raises(ValueError):
+        History(tmp_path).keep(5, writable=True)
+
+
+def test_turn_at_finds_the_turn_holding_a_position(tmp_path):
+    log = History(tmp_path)
+    for n in range(1, 4):
+        log.append(_turn(n, 10 * (n - 1)))
+    assert log.turn_at(0).n == 1 and log.turn_at(15).n == 2 and log.turn_at(29).n == 3
+    assert log.turn_at(30) is None
