@@ -121,7 +121,7 @@ def ask(
                 window.truncate(start[0])
                 window.clear_slot()
             else:
-                session.restore_window()
+                session.rollback()
 
 
 def respond(

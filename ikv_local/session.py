@@ -223,6 +223,13 @@ class Session:
             raise SessionError(f"session {self.name!r} has no saved window")
         self.window.restore(*checkpoint)
 
+    def rollback(self) -> None:
+        """Back to the last checkpoint: the window as saved, records filed since then cut."""
+        self.restore_window()
+        if self.options.writable and len(self.archive) > self.window.archived:
+            self.archive.truncate(self.window.archived)
+            self.index.refresh()
+
     def _reconcile(self, turns: int) -> None:
         """Cut records and turns past the checkpoint; fewer than it expects is damage."""
         have, want = len(self.archive), self.window.archived
