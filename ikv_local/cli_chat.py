@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ikv_local.cli_session import JsonOpt, NglOpt, ThreadsOpt, _excerpt, _size
+from ikv_local.errors import IkvError
 
 HELP = """\
 /help              this list
@@ -231,11 +232,7 @@ class Shell:
                 try:
                     if self.command(line.strip()) == EXIT:
                         return
-                except Exception as exc:
-                    from ikv_local.errors import IkvError
-
-                    if not isinstance(exc, IkvError):
-                        raise
+                except IkvError as exc:  # a refused command leaves the chat as it was
                     self.out.print(f"ikv: error: {exc}", style="red", markup=False)
                 continue
             self.turn(line)
