@@ -14,7 +14,8 @@ from threading import Event
 
 from ikv_local.filing import Origin
 from ikv_local.prompt import Message
-from ikv_local.recall import RecallSettings, Span, find_spans, query_sketches, slot_tokens
+from ikv_local.recall import (SLOT_MARKERS, RecallSettings, Span, find_spans, query_sketches,
+                              slot_tokens)
 from ikv_local.record import Role
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import Session
@@ -140,7 +141,7 @@ def respond(
 ) -> Answer:
     """Recall for `query`, append the prompt, and generate into the window.
 
-    The text is cut before any stop string; the last token sampled is not decoded (nothing
+    The text is cut before any stop string (or the slot's framing); the last token sampled is not decoded (nothing
     would read its logits), so `Answer.decoded` says how many of `Answer.out` the window holds.
     `max_tokens` of 0 or less means until end-of-generation.
     """
@@ -168,6 +169,7 @@ def respond(
     first_s: float | None = None
     stopped = "limit"
     limit = max_tokens if max_tokens > 0 else 1 << 62
+    stops = (*stops, *SLOT_MARKERS)
     longest_stop = max((len(s) for s in stops), default=0)
     t_dec = time.perf_counter()
     with engine.sampler(params, window.recent.tokens) as sample:

@@ -26,6 +26,8 @@ HALF_BITS = 256  # Hamming distance of unrelated sketches (512 bits)
 SLOT_HEADER = "Earlier text, recalled:\n"
 SLOT_GAP = "\n…\n"
 SLOT_FOOTER = "\n(end of recalled text)\n\n"
+# a small model copies the slot's framing into answers; an answer ends where it would begin
+SLOT_MARKERS = (SLOT_HEADER.strip(), SLOT_FOOTER.strip())
 
 
 @dataclass(frozen=True)

@@ -49,3 +49,17 @@ def test_recall_every_n_tokens_refreshes_the_slot(session, book):
     key = book.needles[0]
     a = ask(session, key.question, answer_prefix=" The pass key is", max_tokens=24, recall_every=8)
     assert a.recalled and a.tokens >= 8
+
+
+def test_an_answer_ends_where_the_model_starts_copying_the_slot_framing(session):
+    from ikv_local.ask import respond
+    from ikv_local.recall import SLOT_FOOTER
+
+    marker = SLOT_FOOTER.strip()
+    start = len(session.window.recent)
+    prompt = "".join(f"\n{w} {marker}" for w in ("one", "two", "three", "four", "five")) + "\nsix"
+    try:
+        got = respond(session, "six", prompt, (), recall=False, max_tokens=16)
+    finally:
+        session.window.truncate(start)
+    assert got.stopped == "stop" and "(end" not in got.text, got.text
