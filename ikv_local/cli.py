@@ -142,6 +142,7 @@ app.command("ingest")(cli_session.ingest_cmd)
 app.command("ask")(cli_session.ask_cmd)
 app.command("demo")(cli_session.demo_cmd)
 app.command("chat")(cli_chat.chat_cmd)
+app.command("tui", help="The Textual chat app: sessions, conversation, and the memory at work.")(cli_chat.chat_cmd)
 app.add_typer(cli_session.bench, name="bench")
 app.add_typer(cli_session.sessions, name="sessions")
 

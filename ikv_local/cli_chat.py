@@ -239,6 +239,7 @@ class Shell:
 
 
 def chat_cmd(
+    ctx: typer.Context,
     model: Annotated[Optional[str], typer.Argument(help="GGUF model; the session's own, or the demo model.")] = None,
     session: Annotated[Optional[str], typer.Option("--session", help="Session to resume or make (default: a new one).")] = None,
     model_opt: Annotated[Optional[str], typer.Option("-m", "--model", help="GGUF model (same as the argument).")] = None,
@@ -256,6 +257,7 @@ def chat_cmd(
     no_recall: Annotated[bool, typer.Option("--no-recall", help="Never recall (a sliding window).")] = False,
     recall_every: Annotated[int, typer.Option("--recall-every", min=0, help="Refresh recall every N generated tokens (0: once per turn).")] = 0,
     json_out: JsonOpt = False,
+    tui: Annotated[bool, typer.Option("--tui", help="The Textual chat app (same as ikv tui).")] = False,
 ) -> None:
     """Chat with a model that never forgets: every turn is kept, the session resumes."""
     from ikv_local.chat import Chat, ChatSettings
@@ -264,6 +266,17 @@ def chat_cmd(
 
     if model and model_opt and model != model_opt:
         raise typer.BadParameter("name the model once (argument or --model)", param_hint="-m")
+    params = SamplingParams(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
+                            repeat_penalty=repeat_penalty, seed=0xFFFFFFFF if seed < 0 else seed)
+    settings = ChatSettings(max_tokens=max_tokens, params=params, recall=not no_recall,
+                            recall_every=recall_every)
+    if tui or ctx.info_name == "tui":
+        from tui.app import IkvApp, TuiOptions
+
+        IkvApp(check_name(session) if session else None,
+               TuiOptions(model=model or model_opt, n_ctx=ctx_size or 2048, n_threads=threads,
+                          n_gpu_layers=n_gpu_layers, system=system, chat=settings)).run()
+        return
     name = check_name(session) if session else _new_session_name()
     exists = (sessions_dir() / name / "session.json").is_file()
     interactive = sys.stdin.isatty() and not json_out
@@ -278,11 +291,7 @@ def chat_cmd(
         if exists and ctx_size and ctx_size != s.window.layout.n_ctx:
             err.print(f"ikv: note: session {name!r} keeps its window of "
                       f"{s.window.layout.n_ctx:,} tokens", markup=False)
-        params = SamplingParams(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
-                                repeat_penalty=repeat_penalty,
-                                seed=0xFFFFFFFF if seed < 0 else seed)
-        chat = Chat(s, ChatSettings(max_tokens=max_tokens, params=params, recall=not no_recall,
-                                    recall_every=recall_every))
+        chat = Chat(s, settings)
         shell = Shell(chat, json_out, interactive)
         if interactive:
             _banner(shell, exists)

@@ -243,7 +243,7 @@ def bench_passkey(
         print(json.dumps({"summary": rows, "receipt": str(path)}))
 
 
-sessions = typer.Typer(help="Sessions on disk: list, show, remove, export, reindex.",
+sessions = typer.Typer(help="Sessions on disk: list, show, rename, remove, export, reindex.",
                        no_args_is_help=True)
 
 
@@ -364,3 +364,13 @@ def sessions_reindex(name: Annotated[str, typer.Argument(help="Session name.")],
     err.print(f"session {name!r}: {result.records:,} records ({result.damaged:,} damaged, not "
               f"served); index rebuilt in {result.seconds:.1f} s, {how}, "
               f"{_size(result.index_bytes)}", markup=False)
+
+
+@sessions.command("rename")
+def sessions_rename(name: Annotated[str, typer.Argument(help="Session name.")],
+                    new: Annotated[str, typer.Argument(help="Its new name.")]) -> None:
+    """Give a session another name (not while a process has it open)."""
+    from ikv_local.session import rename_session
+
+    rename_session(name, new)
+    _err_console().print(f"renamed session {name!r} to {new!r}", markup=False)

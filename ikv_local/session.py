@@ -381,3 +381,20 @@ def remove_session(name: str) -> None:
         shutil.rmtree(folder)
     finally:
         os.close(fd)
+
+
+def rename_session(name: str, new: str) -> None:
+    """Give a session no process has open another name (the folder moves as a whole)."""
+    folder, target = sessions_dir() / check_name(name), sessions_dir() / check_name(new)
+    if not (folder / "session.json").is_file():
+        raise SessionNotFound(f"no session named {name!r}")
+    if target.exists():
+        raise SessionError(f"a session named {new!r} already exists")
+    fd = hold_lock(folder, name, exclusive=True)
+    try:
+        meta = json.loads((folder / "session.json").read_text())
+        meta["name"] = new
+        write_atomic(folder / "session.json", json.dumps(meta, indent=1).encode())
+        os.rename(folder, target)
+    finally:
+        os.close(fd)

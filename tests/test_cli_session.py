@@ -128,7 +128,7 @@ def test_bench_passkey_writes_a_receipt(ikv, tmp_path):
     assert json.loads(run.stdout)["summary"] == receipt["results"]["summary"]
 
 
-def test_sessions_list_show_rm(ikv, book, ikv_home):
+def test_sessions_list_show_rename_rm(ikv, book, ikv_home):
     shutil.copytree(book.home / "sessions" / "book", ikv_home / "sessions" / "book")
     run = ikv("sessions", "list", "--json")
     assert run.returncode == 0, run.stderr
@@ -143,6 +143,11 @@ def test_sessions_list_show_rm(ikv, book, ikv_home):
 
     with Session("book", OpenOptions(writable=False)):
         assert_one_line_error(ikv("sessions", "rm", "book", "--yes"), 7, "in use")
+        assert_one_line_error(ikv("sessions", "rename", "book", "novel"), 7, "in use")
+    assert_one_line_error(ikv("sessions", "rename", "book", "a/b"), 7, "plain names")
+    assert ikv("sessions", "rename", "book", "novel").returncode == 0
+    assert [i["name"] for i in json.loads(ikv("sessions", "list", "--json").stdout)] == ["novel"]
+    assert ikv("sessions", "rename", "novel", "book").returncode == 0
     assert ikv("sessions", "rm", "book", "--yes").returncode == 0
     assert not (ikv_home / "sessions" / "book").exists()
     assert json.loads(ikv("sessions", "list", "--json").stdout) == []

@@ -1,1 +1,1 @@
-"""The Textual chat TUI (to come): a thin shell over `ikv_local`, like the CLI."""
+"""The Textual chat TUI (`ikv tui`, `ikv chat --tui`): the same memory loop as `ikv chat`."""

@@ -1,0 +1,191 @@
+"""The TUI, driven with Textual's Pilot on the real demo model."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+from ikv_local.chat import ChatSettings
+from ikv_local.haystack import build
+from ikv_local.sampling import SamplingParams
+from tui.app import IkvApp, TuiOptions
+from tui.chat_view import Said
+from tui.memory_map import MapState, cell_kinds, counters, render_map
+
+GREEDY = TuiOptions(n_ctx=512, chat=ChatSettings(max_tokens=16, params=SamplingParams.greedy()))
+FILLER = build(40, [], [], seed=4).text.split(". ")
+SIZE = (140, 40)
+COUNT = "Count from 1 to 300: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"  # a long answer, greedily
+
+
+# -- the map, without a model ------------------------------------------------------------
+
+def test_cells_are_archived_then_hot_with_recalled_spans_marked():
+    state = MapState(sink=1, archived=600, tokens=1000,
+                     recalled=[{"start": 100, "end": 150, "score": 0.5, "source": "x", "text": ""}])
+    kinds = cell_kinds(state, 10)
+    assert kinds == ["archived", "recalled", "archived", "archived", "archived", "archived",
+                     "hot", "hot", "hot", "hot"]
+    assert cell_kinds(MapState(), 10) == []
+    text = render_map(state, 13, 1)
+    assert text.plain.count("█") == 2 + 10
+    assert "600" in counters(MapState(archived=600, n_ctx=512, window_cells=256)).plain
+    assert "50%" in counters(MapState(archived=600, n_ctx=512, window_cells=256)).plain
+
+
+def test_a_number_at_the_start_of_an_answer_is_not_an_empty_list():
+    from tui.chat_view import as_markdown
+
+    assert as_markdown("191644.") == "191644\\."
+    assert as_markdown("see\n2) this") == "see\n2\\) this"
+    assert as_markdown("in 1999. Yes") == "in 1999. Yes"
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+async def _settle(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def _send(pilot, text: str) -> None:
+    box = pilot.app.query_one("#input")
+    box.value = text
+    await pilot.press("enter")
+    await _settle(pilot)
+
+
+async def test_a_turn_streams_into_the_chat_and_the_memory_view_follows(demo_path):
+    app = IkvApp("t", GREEDY)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        assert app.session is not None and app.title == "ikv · t"
+        await _send(pilot, "Please remember this: the vault code is 7316.")
+        said = list(app.query(Said))
+        assert [s.has_class("user") for s in said] == [True, False]
+        assert app.state.turns == 1 and app.state.tokens > 0 and app.state.archived == 0
+        # the window rolls: the map now shows archived cells, the counters follow
+        i = 0
+        while app.state.archived < 700:
+            await _send(pilot, ". ".join(FILLER[i : i + 3]) + ".")
+            i += 3
+        kinds = cell_kinds(replace(app.state, recalled=[]), 60)
+        assert kinds[0] == "archived" and kinds[-1] == "hot"
+        assert "archived" in str(app.query_one("#legend").render())
+        await _send(pilot, "What is the vault code?")
+        assert any("7316" in s["text"] for s in app.state.recalled)
+        assert "recalled" in cell_kinds(app.state, 200)
+        spans = app.query_one("#spans")
+        assert spans.option_count == len(app.state.recalled)
+        spans.focus()
+        await pilot.press("down")
+        await pilot.pause()
+        shown = str(app.query_one("#span-text").render())
+        assert "chat, turn" in shown and "score" in shown
+        # the input remembers what was sent
+        app.query_one("#input").focus()
+        await pilot.press("up")
+        assert app.query_one("#input").value == "What is the vault code?"
+
+
+async def test_escape_stops_an_answer(demo_path):
+    options = TuiOptions(n_ctx=512, chat=ChatSettings(max_tokens=400, params=SamplingParams.greedy()))
+    app = IkvApp("t", options)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        app.query_one("#input").value = COUNT
+        await pilot.press("enter")
+        answer = list(app.query(Said))[-1]
+        for _ in range(200):  # until the answer is well under way
+            await pilot.pause(0.05)
+            if len(answer.source) > 40:
+                break
+        await pilot.press("escape")
+        await _settle(pilot)
+        assert app.session.history.turns[-1].stopped == "cancel"
+        assert "[stopped]" in [str(n.render()) for n in app.query(".note")]
+
+
+async def test_sessions_new_rename_delete_and_theme(demo_path, ikv_home):
+    app = IkvApp("first", GREEDY)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        for key in "second":
+            await pilot.press(key)
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert app.session.name == "second"
+        assert {i.name for i in app.query_one("#sessions").children} == {"first", "second"}
+        await pilot.press("f2")
+        await pilot.pause()
+        app.screen.query_one("Input").value = "renamed"
+        await pilot.press("enter")
+        await _settle(pilot)
+        await _settle(pilot)
+        assert app.session.name == "renamed" and (ikv_home / "sessions" / "renamed").is_dir()
+        await pilot.press("f8")
+        await pilot.pause()
+        await pilot.click("#yes")
+        await _settle(pilot)
+        await _settle(pilot)
+        assert not (ikv_home / "sessions" / "renamed").exists()
+        assert app.session is not None and app.session.name.startswith("chat-")
+        await pilot.press("ctrl+t")
+        assert app.theme == "textual-light"
+
+
+async def test_ingest_a_file_then_ask_about_it(demo_path, tmp_path):
+    from ikv_local.haystack import pass_key_needle
+
+    key = pass_key_needle(9)
+    path = tmp_path / "notes.txt"
+    path.write_text(build(120, [key], [0.1], seed=9).text)
+    app = IkvApp("doc", GREEDY)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        app.screen.query_one("Input").value = str(path)
+        await pilot.press("enter")
+        await _settle(pilot)
+        notes = [str(n.render()) for n in app.query(".note")]
+        assert any("read notes.txt" in n for n in notes)
+        assert app.state.archived > 0
+        await _send(pilot, key.question)
+        assert any(key.answer in s["text"] and s["source"].endswith("notes.txt")
+                   for s in app.state.recalled)
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+def _app(name: str) -> IkvApp:
+    return IkvApp(name, GREEDY)
+
+
+def test_snapshot_main_screen_of_a_book(snap_compare, book, ikv_home):
+    shutil.copytree(book.home / "sessions" / "book", ikv_home / "sessions" / "book")
+
+    async def opened(pilot) -> None:
+        await _settle(pilot)
+
+    assert snap_compare(_app("book"), terminal_size=SIZE, run_before=opened)
+
+
+def test_snapshot_new_session_dialog(snap_compare, demo_path):
+    async def asked(pilot) -> None:
+        await _settle(pilot)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+
+    assert snap_compare(_app("fresh"), terminal_size=SIZE, run_before=asked)
+
+
+def test_snapshot_delete_dialog(snap_compare, demo_path):
+    async def asked(pilot) -> None:
+        await _settle(pilot)
+        await pilot.press("f8")
+        await pilot.pause()
+
+    assert snap_compare(_app("fresh"), terminal_size=SIZE, run_before=asked)

@@ -1,0 +1,362 @@
+"""The ikv chat TUI: sessions on the left, the conversation in the middle, memory on the right.
+
+Everything that touches llama.cpp runs in one worker thread at a time (a lock keeps them in
+line); the UI only ever receives plain data through `call_from_thread`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header, ProgressBar
+
+from ikv_local.chat import Chat, ChatSettings, memory, span_origin
+from ikv_local.errors import IkvError
+from ikv_local.session import (OpenOptions, Session, list_sessions, remove_session,
+                               rename_session)
+from tui.chat_view import ChatLog, HistoryInput, Said
+from tui.memory_map import MapState, MemoryView
+from tui.sessions import Ask, Confirm, SessionList
+
+FLUSH_SECONDS = 0.05  # streamed text reaches the screen in blocks, not token by token
+
+
+@dataclass(frozen=True)
+class TuiOptions:
+    model: str | None = None
+    n_ctx: int = 2048
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    system: str | None = None
+    chat: ChatSettings = field(default_factory=ChatSettings)
+
+
+class IkvApp(App[None]):
+    TITLE = "ikv"
+    CSS = """
+    #main { width: 1fr; }
+    #ingest { height: 1; margin: 0 1; display: none; }
+    #ingest.running { display: block; }
+    HistoryInput { margin: 0 1 1 1; }
+    """
+    BINDINGS = [
+        Binding("escape", "stop", "Stop answer"),
+        Binding("ctrl+n", "new_session", "New session"),
+        Binding("f2", "rename_session", "Rename"),
+        Binding("f8", "delete_session", "Delete"),
+        Binding("ctrl+o", "ingest", "Ingest file"),
+        Binding("ctrl+t", "toggle_theme", "Theme"),
+        Binding("ctrl+q", "quit", "Quit"),
+    ]
+
+    def __init__(self, session: str | None = None, options: TuiOptions = TuiOptions()) -> None:
+        super().__init__()
+        self.options = options
+        self.first_session = session
+        self.session: Session | None = None
+        self.chat: Chat | None = None
+        self.engine_lock = threading.Lock()  # one llama.cpp job at a time
+        self.cancel = threading.Event()
+        self.busy = False
+        self.state = MapState()
+
+    # -- layout --------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            yield SessionList(id="sessions")
+            with Vertical(id="main"):
+                yield ChatLog(id="chat")
+                yield ProgressBar(id="ingest", show_eta=False)
+                yield HistoryInput(placeholder="Message (Enter sends · Esc stops the answer)",
+                                   id="input")
+            yield MemoryView(id="memory")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(MemoryView).describe = self._describe
+        self._refresh_sessions()
+        from ikv_local.cli_chat import _new_session_name
+
+        self.open_session(self.first_session or _new_session_name(), create=True,
+                          system=self.options.system)
+        self.query_one(HistoryInput).focus()
+
+    def _describe(self, span: dict[str, Any]) -> str:
+        return span_origin(self.session, span) if self.session else str(span["source"])
+
+    # -- sessions ------------------------------------------------------------------
+
+    def _refresh_sessions(self) -> None:
+        current = self.session.name if self.session else None
+        self.query_one(SessionList).fill(list_sessions(), current)
+
+    def _close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.session = self.chat = None
+
+    @work(thread=True, group="engine")
+    def open_session(self, name: str, create: bool = False, system: str | None = None) -> None:
+        with self.engine_lock:
+            self.call_from_thread(self._set_busy, True, f"opening {name}…")
+            try:
+                self._close()
+                o = self.options
+                self.session = Session(name, OpenOptions(
+                    model=o.model, n_ctx=o.n_ctx, n_threads=o.n_threads,
+                    n_gpu_layers=o.n_gpu_layers, create=create, system=system))
+                self.chat = Chat(self.session, o.chat)
+                state = self._state()
+                turns = list(self.session.history.turns)
+            except IkvError as exc:
+                self.call_from_thread(self._failed, exc)
+                return
+            self.call_from_thread(self._opened, state, turns)
+
+    def _opened(self, state: MapState, turns: list[Any]) -> None:
+        s = self.session
+        assert s is not None
+        fp = s.meta["model"]["fingerprint"]
+        self.title = f"ikv · {s.name}"
+        self.sub_title = (f"{fp.get('name') or fp['arch']} · window {s.window.layout.n_ctx:,} · "
+                          f"temp {self.options.chat.params.temperature:g} · "
+                          f"max {self.options.chat.max_tokens} tokens")
+        log = self.query_one(ChatLog)
+        log.clear()
+        if s.system:
+            log.note(f"system: {s.system}")
+        for d in s.meta.get("documents", []):
+            log.note(f"document {Path(d['path']).name}: {d['tokens']:,} tokens")
+        for t in turns[-50:]:
+            log.say("user", t.user)
+            log.say("assistant", t.answer.strip())
+        self.query_one(HistoryInput).set_history([t.user for t in turns])
+        self._show(state)
+        self._refresh_sessions()
+        self._set_busy(False)
+
+    def _failed(self, exc: Exception) -> None:
+        self.notify(str(exc), severity="error", timeout=8)
+        self._set_busy(False)
+        self._refresh_sessions()
+
+    def _set_busy(self, busy: bool, what: str = "") -> None:
+        self.busy = busy
+        box = self.query_one(HistoryInput)
+        box.placeholder = what or "Message (Enter sends · Esc stops the answer)"
+
+    def on_session_list_chosen(self, event: SessionList.Chosen) -> None:
+        if self.busy or (self.session and event.name == self.session.name):
+            return
+        self.open_session(event.name)
+
+    def action_new_session(self) -> None:
+        def made(name: str | None) -> None:
+            if name:
+                self.open_session(name, create=True)
+
+        self.push_screen(Ask("Name of the new session (letters, digits, . _ -):"), made)
+
+    def action_rename_session(self) -> None:
+        if self.session is None or self.busy:
+            return
+        old = self.session.name
+
+        def renamed(new: str | None) -> None:
+            if new and new != old:
+                self._rename(old, new)
+
+        self.push_screen(Ask(f"Rename session {old!r} to:", old), renamed)
+
+    @work(thread=True, group="engine")
+    def _rename(self, old: str, new: str) -> None:
+        with self.engine_lock:
+            self._close()
+            try:
+                rename_session(old, new)
+            except IkvError as exc:
+                self.call_from_thread(self.notify, str(exc), severity="error")
+                new = old
+        self.call_from_thread(self.open_session, new)
+
+    def action_delete_session(self) -> None:
+        if self.session is None or self.busy:
+            return
+        name = self.session.name
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._delete(name)
+
+        self.push_screen(Confirm(f"Delete session {name!r}: its turns, archive and window? "
+                                 "There is no undo."), confirmed)
+
+    @work(thread=True, group="engine")
+    def _delete(self, name: str) -> None:
+        from ikv_local.cli_chat import _new_session_name
+
+        with self.engine_lock:
+            self._close()
+            try:
+                remove_session(name)
+            except IkvError as exc:
+                self.call_from_thread(self.notify, str(exc), severity="error")
+        self.call_from_thread(self.notify, f"deleted session {name!r}")
+        self.call_from_thread(self.open_session, _new_session_name(), True)
+
+    # -- turns ---------------------------------------------------------------------
+
+    def on_input_submitted(self, event: HistoryInput.Submitted) -> None:
+        if event.input.id != "input":
+            return
+        text = event.value.strip()
+        if not text or self.busy or self.chat is None:
+            if self.busy:
+                self.bell()
+            return
+        box = self.query_one(HistoryInput)
+        box.remember(text)
+        box.value = ""
+        log = self.query_one(ChatLog)
+        log.say("user", text)
+        said = log.say("assistant", "")
+        self.cancel.clear()
+        self._set_busy(True, "answering… (Esc stops)")
+        self.turn(text, said)
+
+    @work(thread=True, group="engine")
+    def turn(self, text: str, said: Said) -> None:
+        shown: list[str] = []  # the answer so far
+        last = [time.monotonic(), 0]  # when last shown, how many pieces
+
+        def flush() -> None:
+            if len(shown) != last[1]:
+                self.call_from_thread(self._stream, said, "".join(shown).lstrip())
+                last[1] = len(shown)
+            last[0] = time.monotonic()
+
+        def on_text(chunk: str) -> None:
+            shown.append(chunk)
+            if time.monotonic() - last[0] >= FLUSH_SECONDS:
+                flush()
+
+        with self.engine_lock:
+            if self.chat is None:  # the session closed before this turn started
+                self.call_from_thread(self._set_busy, False)
+                return
+            try:
+                turn, _ = self.chat.turn(text, on_text=on_text, cancel=self.cancel)
+            except IkvError as exc:
+                self.call_from_thread(self._failed, exc)
+                return
+            flush()
+            state = self._state()
+        self.call_from_thread(self._turned, turn, state)
+
+    def _stream(self, said: Said, text: str) -> None:
+        said.show(text)
+        self.query_one(ChatLog).scroll_end(animate=False)
+
+    def _turned(self, turn: Any, state: MapState) -> None:
+        if turn.stopped == "cancel":
+            self.query_one(ChatLog).note("[stopped]")
+        self._show(state)
+        self._refresh_sessions()
+        self._set_busy(False)
+
+    def action_stop(self) -> None:
+        self.cancel.set()
+
+    # -- ingest --------------------------------------------------------------------
+
+    def action_ingest(self) -> None:
+        if self.session is None or self.busy:
+            return
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self._ingest(Path(path).expanduser())
+
+        self.push_screen(Ask("Text file to read into this session:"), chosen)
+
+    @work(thread=True, group="engine")
+    def _ingest(self, path: Path) -> None:
+        from ikv_local.ingest import check_text_file, ingest
+
+        with self.engine_lock:
+            assert self.session is not None
+            try:
+                size = check_text_file(path)
+            except IkvError as exc:
+                self.call_from_thread(self._failed, exc)
+                return
+            self.call_from_thread(self._set_busy, True, f"reading {path.name}…")
+            self.call_from_thread(self._ingest_started, size)
+            last = [0.0]
+
+            def progress(p: Any) -> None:
+                if time.monotonic() - last[0] > 0.2:
+                    last[0] = time.monotonic()
+                    self.call_from_thread(self._ingest_progress, p.bytes_done)
+
+            result = ingest(self.session, [path], progress)
+            state = self._state()
+        self.call_from_thread(self._ingested, path, result, state)
+
+    def _ingest_started(self, size: int) -> None:
+        bar = self.query_one("#ingest", ProgressBar)
+        bar.update(total=size, progress=0)
+        bar.add_class("running")
+
+    def _ingest_progress(self, done: int) -> None:
+        self.query_one("#ingest", ProgressBar).update(progress=done)
+
+    def _ingested(self, path: Path, result: Any, state: MapState) -> None:
+        self.query_one("#ingest", ProgressBar).remove_class("running")
+        self.query_one(ChatLog).note(
+            f"read {path.name}: {result.tokens:,} tokens in {result.seconds:.1f} s "
+            f"({result.archived_tokens:,} archived in all)")
+        self._show(state)
+        self._refresh_sessions()
+        self._set_busy(False)
+
+    # -- memory ----------------------------------------------------------------------
+
+    def _state(self) -> MapState:
+        """The memory view's numbers (read in the worker, shown by the UI)."""
+        s = self.session
+        assert s is not None
+        m = memory(s)
+        last = s.history.turns[-1] if s.history.turns else None
+        return MapState(
+            sink=m.sink, archived=m.archived, tokens=m.tokens, n_ctx=m.n_ctx,
+            window_cells=m.window_cells, archive_bytes=m.archive_bytes,
+            recalled=list(last.recalled) if last else [],
+            recall_ms=last.recall_seconds * 1000 if last and last.recalled else None,
+            tokens_per_s=last.tokens_per_s if last else None, turns=m.turns,
+        )
+
+    def _show(self, state: MapState) -> None:
+        self.state = state
+        self.query_one(MemoryView).show(state)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def on_unmount(self) -> None:
+        self.cancel.set()  # an answer in progress ends at its next token
+        if self.engine_lock.acquire(timeout=30):
+            try:
+                self._close()
+            finally:
+                self.engine_lock.release()
