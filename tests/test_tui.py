@@ -173,6 +173,17 @@ def test_snapshot_main_screen_of_a_book(snap_compare, book, ikv_home):
     assert snap_compare(_app("book"), terminal_size=SIZE, run_before=opened)
 
 
+def test_snapshot_light_theme(snap_compare, book, ikv_home):
+    shutil.copytree(book.home / "sessions" / "book", ikv_home / "sessions" / "book")
+
+    async def light(pilot) -> None:
+        await _settle(pilot)
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+
+    assert snap_compare(_app("book"), terminal_size=SIZE, run_before=light)
+
+
 def test_snapshot_new_session_dialog(snap_compare, demo_path):
     async def asked(pilot) -> None:
         await _settle(pilot)

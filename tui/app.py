@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -236,16 +236,20 @@ class IkvApp(App[None]):
 
     @work(thread=True, group="engine")
     def turn(self, text: str, said: Said) -> None:
-        shown: list[str] = []  # the answer so far
+        shown: list[str] = []  # the answer so far, about a piece per token
         last = [time.monotonic(), 0]  # when last shown, how many pieces
+        began: list[float] = []
 
         def flush() -> None:
             if len(shown) != last[1]:
-                self.call_from_thread(self._stream, said, "".join(shown).lstrip())
+                rate = (len(shown) - 1) / (time.monotonic() - began[0]) if len(shown) > 1 else None
+                self.call_from_thread(self._stream, said, "".join(shown).lstrip(), rate)
                 last[1] = len(shown)
             last[0] = time.monotonic()
 
         def on_text(chunk: str) -> None:
+            if not began:
+                began.append(time.monotonic())
             shown.append(chunk)
             if time.monotonic() - last[0] >= FLUSH_SECONDS:
                 flush()
@@ -263,9 +267,11 @@ class IkvApp(App[None]):
             state = self._state()
         self.call_from_thread(self._turned, turn, state)
 
-    def _stream(self, said: Said, text: str) -> None:
+    def _stream(self, said: Said, text: str, rate: float | None) -> None:
         said.show(text)
         self.query_one(ChatLog).scroll_end(animate=False)
+        if rate:  # the counters follow the answer while it streams
+            self.query_one(MemoryView).live(replace(self.state, tokens_per_s=rate))
 
     def _turned(self, turn: Any, state: MapState) -> None:
         if turn.stopped == "cancel":

@@ -149,6 +149,10 @@ class MemoryView(Vertical):
             spans.add_option(Option(f"{s['score']:.3f}  {self.describe(s)}  "
                                     f"{s['start']:,}–{s['end']:,}", id=str(i)))
 
+    def live(self, state: MapState) -> None:
+        """Counters only, while an answer streams."""
+        self.query_one("#counters", Static).update(counters(state))
+
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self._read(event.option_index)
 
