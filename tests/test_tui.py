@@ -164,11 +164,21 @@ def _app(name: str) -> IkvApp:
     return IkvApp(name, GREEDY)
 
 
+async def _steady(pilot) -> None:
+    """A blinking cursor would make the picture depend on the moment it is taken."""
+    from textual.widgets import Input
+
+    for box in pilot.app.screen.query(Input):
+        box.cursor_blink = False
+    await pilot.pause()
+
+
 def test_snapshot_main_screen_of_a_book(snap_compare, book, ikv_home):
     shutil.copytree(book.home / "sessions" / "book", ikv_home / "sessions" / "book")
 
     async def opened(pilot) -> None:
         await _settle(pilot)
+        await _steady(pilot)
 
     assert snap_compare(_app("book"), terminal_size=SIZE, run_before=opened)
 
@@ -179,7 +189,7 @@ def test_snapshot_light_theme(snap_compare, book, ikv_home):
     async def light(pilot) -> None:
         await _settle(pilot)
         await pilot.press("ctrl+t")
-        await pilot.pause()
+        await _steady(pilot)
 
     assert snap_compare(_app("book"), terminal_size=SIZE, run_before=light)
 
@@ -189,6 +199,7 @@ def test_snapshot_new_session_dialog(snap_compare, demo_path):
         await _settle(pilot)
         await pilot.press("ctrl+n")
         await pilot.pause()
+        await _steady(pilot)
 
     assert snap_compare(_app("fresh"), terminal_size=SIZE, run_before=asked)
 
@@ -198,5 +209,6 @@ def test_snapshot_delete_dialog(snap_compare, demo_path):
         await _settle(pilot)
         await pilot.press("f8")
         await pilot.pause()
+        await _steady(pilot)
 
     assert snap_compare(_app("fresh"), terminal_size=SIZE, run_before=asked)
