@@ -171,6 +171,7 @@ def respond(
     limit = max_tokens if max_tokens > 0 else 1 << 62
     stops = (*stops, *SLOT_MARKERS)
     longest_stop = max((len(s) for s in stops), default=0)
+    prefixes = {p for stop in stops for p in _prefixes(stop)}
     t_dec = time.perf_counter()
     with engine.sampler(params, window.recent.tokens) as sample:
         for i in range(limit):
@@ -192,8 +193,7 @@ def respond(
             if cut >= 0:
                 text = text[:cut]
             # hold back what could be the start of a stop string
-            hold = 0 if cut >= 0 else max(
-                (len(p) for stop in stops for p in _prefixes(stop) if text.endswith(p)), default=0)
+            hold = 0 if cut >= 0 else max((len(p) for p in prefixes if text.endswith(p)), default=0)
             if on_text and len(text) - hold > shown:
                 on_text(text[shown : len(text) - hold])
                 shown = len(text) - hold

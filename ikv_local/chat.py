@@ -122,14 +122,17 @@ class Chat:
         assert engine is not None
         out, text = answer.out, answer.text
         pieces = [engine.piece(t) for t in out]
-        k = len(out)
-        while k and not text.startswith(b"".join(pieces[:k]).decode("utf-8", "replace")):
-            k -= 1
+        k, kept = len(out), ""
+        while k:  # the longest run of sampled tokens whose text the shown answer begins with
+            kept = b"".join(pieces[:k]).decode("utf-8", "replace")
+            if text.startswith(kept):
+                break
+            k, kept = k - 1, ""
         if k < answer.decoded:
             extra = answer.decoded - k
             assert extra <= len(window.recent), "an answer's tail left the window"
             window.truncate(len(window.recent) - extra)
-        rest = text[len(b"".join(pieces[:k]).decode("utf-8", "replace")):]
+        rest = text[len(kept):]
         tail = out[answer.decoded : k] if k > answer.decoded else []
         tail += engine.tokenize(rest) if rest else []
         tail += engine.tokenize(self.session.chat_format.assistant_after, special=True)

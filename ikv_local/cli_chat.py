@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 from threading import Event
 from typing import Annotated, Any, Optional
 
@@ -30,17 +29,6 @@ HELP = """\
 A line ending in \\ continues on the next line."""
 
 EXIT = "exit"
-
-
-def _new_session_name() -> str:
-    from ikv_local.session import sessions_dir
-
-    base = time.strftime("chat-%Y%m%d-%H%M%S")
-    name, n = base, 1
-    while (sessions_dir() / name).exists():
-        n += 1
-        name = f"{base}-{n}"
-    return name
 
 
 class Shell:
@@ -262,7 +250,7 @@ def chat_cmd(
     """Chat with a model that never forgets: every turn is kept, the session resumes."""
     from ikv_local.chat import Chat, ChatSettings
     from ikv_local.sampling import SamplingParams
-    from ikv_local.session import OpenOptions, Session, check_name, sessions_dir
+    from ikv_local.session import OpenOptions, Session, check_name, new_session_name, sessions_dir
 
     if model and model_opt and model != model_opt:
         raise typer.BadParameter("name the model once (argument or --model)", param_hint="-m")
@@ -277,7 +265,7 @@ def chat_cmd(
                TuiOptions(model=model or model_opt, n_ctx=ctx_size or 2048, n_threads=threads,
                           n_gpu_layers=n_gpu_layers, system=system, chat=settings)).run()
         return
-    name = check_name(session) if session else _new_session_name()
+    name = check_name(session) if session else new_session_name()
     exists = (sessions_dir() / name / "session.json").is_file()
     interactive = sys.stdin.isatty() and not json_out
     from rich.console import Console

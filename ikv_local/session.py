@@ -64,6 +64,16 @@ def sessions_dir() -> Path:
     return data_dir() / "sessions"
 
 
+def new_session_name() -> str:
+    """chat-YYYYMMDD-HHMMSS, with a suffix when that one exists."""
+    base = time.strftime("chat-%Y%m%d-%H%M%S")
+    name, n = base, 1
+    while (sessions_dir() / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
 def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name) or name in {".", ".."}:
         raise SessionError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 
+import pytest
+
 from ikv_local.chat import ChatSettings
 from ikv_local.haystack import build
 from ikv_local.sampling import SamplingParams
@@ -194,20 +196,11 @@ def test_snapshot_light_theme(snap_compare, book, ikv_home):
     assert snap_compare(_app("book"), terminal_size=SIZE, run_before=light)
 
 
-def test_snapshot_new_session_dialog(snap_compare, demo_path):
+@pytest.mark.parametrize("key", ["ctrl+n", "f8"], ids=["new_session_dialog", "delete_dialog"])
+def test_snapshot_dialog(snap_compare, demo_path, key):
     async def asked(pilot) -> None:
         await _settle(pilot)
-        await pilot.press("ctrl+n")
-        await pilot.pause()
-        await _steady(pilot)
-
-    assert snap_compare(_app("fresh"), terminal_size=SIZE, run_before=asked)
-
-
-def test_snapshot_delete_dialog(snap_compare, demo_path):
-    async def asked(pilot) -> None:
-        await _settle(pilot)
-        await pilot.press("f8")
+        await pilot.press(key)
         await pilot.pause()
         await _steady(pilot)
 

@@ -20,8 +20,8 @@ from textual.widgets import Footer, Header, ProgressBar
 
 from ikv_local.chat import Chat, ChatSettings, memory, span_origin
 from ikv_local.errors import IkvError
-from ikv_local.session import (OpenOptions, Session, list_sessions, remove_session,
-                               rename_session)
+from ikv_local.session import (OpenOptions, Session, list_sessions, new_session_name,
+                               remove_session, rename_session)
 from tui.chat_view import ChatLog, HistoryInput, Said
 from tui.memory_map import MapState, MemoryView
 from tui.sessions import Ask, Confirm, SessionList
@@ -85,9 +85,7 @@ class IkvApp(App[None]):
     def on_mount(self) -> None:
         self.query_one(MemoryView).describe = self._describe
         self._refresh_sessions()
-        from ikv_local.cli_chat import _new_session_name
-
-        self.open_session(self.first_session or _new_session_name(), create=True,
+        self.open_session(self.first_session or new_session_name(), create=True,
                           system=self.options.system)
         self.query_one(HistoryInput).focus()
 
@@ -203,8 +201,6 @@ class IkvApp(App[None]):
 
     @work(thread=True, group="engine")
     def _delete(self, name: str) -> None:
-        from ikv_local.cli_chat import _new_session_name
-
         with self.engine_lock:
             self._close()
             try:
@@ -212,7 +208,7 @@ class IkvApp(App[None]):
             except IkvError as exc:
                 self.call_from_thread(self.notify, str(exc), severity="error")
         self.call_from_thread(self.notify, f"deleted session {name!r}")
-        self.call_from_thread(self.open_session, _new_session_name(), True)
+        self.call_from_thread(self.open_session, new_session_name(), True)
 
     # -- turns ---------------------------------------------------------------------
 
