@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ikv_local.errors import IkvError
+
 SessionOpt = Annotated[str, typer.Option("--session", "-s", help="Session name.")]
 ModelOpt = Annotated[
     Optional[str], typer.Option("--model", "-m", help="GGUF model; the session's own, or the demo model.")
@@ -343,7 +345,10 @@ def sessions_export(
     if out is None:
         sys.stdout.write(text)
         return
-    write_atomic(out, text.encode())
+    try:
+        write_atomic(out, text.encode())
+    except OSError as exc:
+        raise IkvError(f"cannot write {out}: {exc.strerror or exc}") from None
     _err_console().print(f"wrote {out} ({_size(len(text.encode()))})", markup=False)
 
 

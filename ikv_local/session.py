@@ -37,7 +37,7 @@ from ikv_local.index import SketchIndex
 from ikv_local.model_file import resolve_model
 from ikv_local.paths import data_dir
 from ikv_local.sketch import SketchSpec
-from ikv_local.window import N_SEQ, Layout, Window
+from ikv_local.window import N_SEQ, Layout, Window, WindowTooSmall
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 WINDOW_MAGIC = b"IKVWIN\x00\x01"
@@ -266,7 +266,12 @@ class Session:
     def set_system(self, text: str) -> None:
         """A new system prompt: the sink is rebuilt and the recent tokens read again after it."""
         sink = self._sink(text)
-        layout = Layout.plan(self.window.layout.n_ctx, len(sink))  # refuses a prompt too long
+        n_ctx = self.window.layout.n_ctx
+        try:
+            layout = Layout.plan(n_ctx, len(sink))
+        except WindowTooSmall:
+            raise WindowTooSmall(f"a system prompt of {len(sink):,} tokens leaves too little of "
+                                 f"this session's {n_ctx:,}-token window for the conversation") from None
         self.window = self.window.rebuilt(sink, layout)
         self.system = text
         self.meta["layout"] = layout.to_dict()

@@ -179,6 +179,13 @@ def test_chat_about_an_ingested_book(ikv_cache, book, ikv_home):
 
 
 def test_chat_refuses_bad_input_in_one_line(ikv_cache, ikv, tmp_path):
+    run = _chat("--session", "b", "-c", "512", "--temp", "0", "-n", "8", "--json",
+                lines=["Hello.", "/system " + "word " * 600, "Never reached."])
+    assert len(run.stdout.splitlines()) == 1  # the turn before the refusal was kept
+    assert_one_line_error(run, 3, "system prompt of", "512-token window")
+    assert json.loads(ikv("sessions", "show", "b", "--json").stdout)["turns"] == 1
+    assert_one_line_error(ikv("sessions", "export", "b", "-o", str(tmp_path / "no" / "x.md")), 1,
+                          "cannot write")
     assert_one_line_error(ikv("chat", "--session", "../x"), 7, "plain names")
     assert_one_line_error(ikv("chat", str(tmp_path / "missing.gguf")), 2)
     assert_one_line_error(ikv("chat", "-c", "64"), 3, "-c")
