@@ -285,10 +285,10 @@ def sessions_show(name: Annotated[str, typer.Argument(help="Session name.")],
     from rich.console import Console
     from rich.table import Table
 
-    from ikv_local.session import session_info, sessions_dir
+    from ikv_local.session import read_meta, session_info
 
     info = session_info(name)
-    meta = json.loads((sessions_dir() / name / "session.json").read_text()) if not info.problem else {}
+    meta = read_meta(name) if not info.problem else {}
     docs = meta.get("documents", [])
     if json_out:
         print(json.dumps({**info.to_dict(), "model_path": meta.get("model", {}).get("path"),

@@ -10,26 +10,17 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from ikv_local.history import History
-from ikv_local.session import (OpenOptions, Session, SessionNotFound, check_name, hold_lock,
-                               sessions_dir)
+from ikv_local.session import OpenOptions, Session, hold_lock, read_meta, sessions_dir
 
 FORMATS = ("md", "json", "text")
-
-
-def _meta(name: str) -> dict[str, Any]:
-    path = sessions_dir() / check_name(name) / "session.json"
-    if not path.is_file():
-        raise SessionNotFound(f"no session named {name!r}")
-    return json.loads(path.read_text())
 
 
 def export_session(name: str, fmt: str = "md") -> str:
     if fmt not in FORMATS:
         raise ValueError(f"format is one of {', '.join(FORMATS)}")
-    meta = _meta(name)
+    meta = read_meta(name)
     if fmt == "text":
         return stream_text(name)
     history = History(sessions_dir() / name)
@@ -92,7 +83,7 @@ def reindex(name: str) -> Reindexed:
     from ikv_local.archive import Archive
     from ikv_local.index import SketchIndex
 
-    _meta(name)
+    read_meta(name)
     folder = sessions_dir() / name
     fd = hold_lock(folder, name, exclusive=True)
     try:

@@ -376,6 +376,17 @@ def session_info(name: str) -> SessionInfo:
         return SessionInfo(name, "?", 0, 0, 0, 0, size, "", 0, f"unreadable session.json: {exc}")
 
 
+def read_meta(name: str) -> dict[str, Any]:
+    """A session's session.json, without loading a model."""
+    path = sessions_dir() / check_name(name) / "session.json"
+    if not path.is_file():
+        raise SessionNotFound(f"no session named {name!r}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SessionError(f"unreadable {path}: {exc}") from None
+
+
 def list_sessions() -> list[SessionInfo]:
     root = sessions_dir()
     if not root.is_dir():
@@ -407,7 +418,7 @@ def rename_session(name: str, new: str) -> None:
         raise SessionError(f"a session named {new!r} already exists")
     fd = hold_lock(folder, name, exclusive=True)
     try:
-        meta = json.loads((folder / "session.json").read_text())
+        meta = read_meta(name)
         meta["name"] = new
         write_atomic(folder / "session.json", json.dumps(meta, indent=1).encode())
         os.rename(folder, target)
