@@ -116,6 +116,46 @@ def info(
     out.print(costs)
 
 
+@app.command("plan")
+def plan_cmd(
+    model: ModelArg = None,
+    kv_budget: Annotated[str, typer.Option("--kv-budget", help="Hot KV memory, e.g. 64MiB.")] = "64MiB",
+    max_kl: cli_session.MaxKlOpt = None,
+    ctx_size: Annotated[Optional[int], typer.Option("-c", "--ctx-size", help="Largest window wanted.")] = None,
+    threads: cli_session.ThreadsOpt = None,
+    n_gpu_layers: NglOpt = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Every KV cache type's window inside a budget, its measured damage, and ikv's choice."""
+    from rich.console import Console
+    from rich.table import Table
+
+    err = Console(stderr=True)
+    cli_session.budget_bytes(kv_budget)
+    plan = cli_session.planned(model, kv_budget, max_kl, ctx_size, threads, n_gpu_layers, err,
+                               measure_all=True, quiet=json_out)
+    if json_out:
+        print(json.dumps(plan.to_dict()))
+        return
+    table = Table(title=f"KV budget {_fmt_bytes(plan.budget)}: one option per cache pair "
+                        f"(damage bound: mean KL ≤ {plan.max_kl:g} nats/token vs f16)")
+    for col in ("K", "V", "window", "KV", "flash attn", "KL vs f16", "KL p95", "top-1 vs f16", ""):
+        table.add_column(col, justify="left" if col in ("K", "V", "") else "right")
+    for o in plan.found:
+        d = plan.damage.get((o.type_k, o.type_v))
+        ref = o.type_k == o.type_v == "f16"
+        table.add_row(
+            o.type_k, o.type_v, f"{o.n_ctx:,}", _fmt_bytes(o.kv_bytes), "yes" if o.flash_attn else "",
+            "0 (ref.)" if ref else "—" if d is None else f"{d.kl_mean:.4f}",
+            "" if ref or d is None else f"{d.kl_p95:.4f}",
+            "" if ref or d is None else f"{d.top1_agree:.1%}",
+            "← chosen" if o == plan.chosen else "",
+        )
+    Console().print(table)
+    err.print("The archive (104 B/token on disk) is outside the budget. ikv chat/ingest "
+              f"--kv-budget {kv_budget} uses the chosen row.", highlight=False)
+
+
 @app.command()
 def doctor(json_out: JsonOpt = False) -> None:
     """Check llama-cpp-python, its backend, the data dir and the demo model."""

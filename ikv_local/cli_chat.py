@@ -15,7 +15,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ikv_local.cli_session import JsonOpt, NglOpt, ThreadsOpt, _excerpt, _size
+from ikv_local.cli_session import (BudgetOpt, JsonOpt, MaxKlOpt, NglOpt, ThreadsOpt, _excerpt, _size,
+                                   budget_bytes, check_budget, planned)
 from ikv_local.errors import IkvError
 
 HELP = """\
@@ -244,6 +245,8 @@ def chat_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (-1: random).")] = -1,
     no_recall: Annotated[bool, typer.Option("--no-recall", help="Never recall (a sliding window).")] = False,
     recall_every: Annotated[int, typer.Option("--recall-every", min=0, help="Refresh recall every N generated tokens (0: once per turn).")] = 0,
+    kv_budget: BudgetOpt = None,
+    max_kl: MaxKlOpt = None,
     json_out: JsonOpt = False,
     tui: Annotated[bool, typer.Option("--tui", help="The Textual chat app (same as ikv tui).")] = False,
 ) -> None:
@@ -258,24 +261,32 @@ def chat_cmd(
                             repeat_penalty=repeat_penalty, seed=0xFFFFFFFF if seed < 0 else seed)
     settings = ChatSettings(max_tokens=max_tokens, params=params, recall=not no_recall,
                             recall_every=recall_every)
+    budget_bytes(kv_budget)
+    name = check_name(session) if session else new_session_name()
+    exists = (sessions_dir() / name / "session.json").is_file()
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False)
+    n_ctx, types = ctx_size or 2048, ("f16", "f16")
+    if kv_budget and not exists:
+        plan = planned(model or model_opt, kv_budget, max_kl, ctx_size, threads, n_gpu_layers, err).chosen
+        n_ctx, types = plan.n_ctx, (plan.type_k, plan.type_v)
     if tui or ctx.info_name == "tui":
         from tui.app import IkvApp, TuiOptions
 
         IkvApp(check_name(session) if session else None,
-               TuiOptions(model=model or model_opt, n_ctx=ctx_size or 2048, n_threads=threads,
-                          n_gpu_layers=n_gpu_layers, system=system, chat=settings)).run()
+               TuiOptions(model=model or model_opt, n_ctx=n_ctx, n_threads=threads,
+                          n_gpu_layers=n_gpu_layers, system=system, chat=settings,
+                          type_k=types[0], type_v=types[1])).run()
         return
-    name = check_name(session) if session else new_session_name()
-    exists = (sessions_dir() / name / "session.json").is_file()
     interactive = sys.stdin.isatty() and not json_out
-    from rich.console import Console
-
-    err = Console(stderr=True, highlight=False)
-    options = OpenOptions(model=model or model_opt, n_ctx=ctx_size or 2048, n_threads=threads,
-                          n_gpu_layers=n_gpu_layers, create=True, system=system)
+    options = OpenOptions(model=model or model_opt, n_ctx=n_ctx, n_threads=threads,
+                          n_gpu_layers=n_gpu_layers, create=True, system=system,
+                          type_k=types[0], type_v=types[1])
     with err.status("loading model and session"):
         s = Session(name, options)
     with s:
+        check_budget(s, kv_budget)
         if exists and ctx_size and ctx_size != s.window.layout.n_ctx:
             err.print(f"ikv: note: session {name!r} keeps its window of "
                       f"{s.window.layout.n_ctx:,} tokens", markup=False)

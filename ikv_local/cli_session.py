@@ -21,6 +21,64 @@ ModelOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("-t", "--threads", help="CPU threads.")]
 NglOpt = Annotated[int, typer.Option("-ngl", "--n-gpu-layers", help="Layers to offload to the GPU.")]
+BudgetOpt = Annotated[Optional[str], typer.Option(
+    "--kv-budget", help="Hot KV memory (e.g. 64MiB): window and cache types are planned to fit.")]
+MaxKlOpt = Annotated[Optional[float], typer.Option(
+    "--max-kl", min=0.0, help="Quality bound for quantized caches: mean KL vs f16, nats/token "
+    "(default 0.02).")]
+
+
+def planned(model: str | None, kv_budget: str, max_kl: float | None, ctx_cap: int | None,
+            threads: int | None, n_gpu_layers: int, console,  # type: ignore[no-untyped-def]
+            measure_all: bool = False, quiet: bool = False):
+    """The plan for a new session, printed on stderr; the damage is measured once per model."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ikv_local.budget import MAX_KL, plan_model
+    from ikv_local.model_file import resolve_model
+    from ikv_local.plan import parse_size
+
+    budget = parse_size(kv_budget)
+    path = str(resolve_model(model))
+    bar = Progress(TextColumn("measuring KV cache damage against f16 (once per model)"), BarColumn(),
+                   TextColumn("{task.completed:,}/{task.total:,} tokens"), TimeElapsedColumn(),
+                   console=console, transient=True)
+    task = None
+
+    def show(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("", total=total)
+        bar.update(task, completed=done)
+
+    try:
+        plan = plan_model(path, budget, max_kl=MAX_KL if max_kl is None else max_kl,
+                          n_ctx_cap=ctx_cap, n_threads=threads, n_gpu_layers=n_gpu_layers,
+                          measure_all=measure_all, progress=show)
+    finally:
+        bar.stop()
+    if not quiet:
+        console.print(f"ikv: {plan.summary()}", markup=False, highlight=False)
+    return plan
+
+
+def budget_bytes(kv_budget: str | None) -> int | None:
+    """`--kv-budget` read before anything is loaded, so a typo costs nothing."""
+    from ikv_local.plan import parse_size
+
+    return None if kv_budget is None else parse_size(kv_budget)
+
+
+def check_budget(session, kv_budget: str | None) -> None:  # type: ignore[no-untyped-def]
+    """An existing session must fit the budget as it is."""
+    budget = budget_bytes(kv_budget)
+    if budget is None:
+        return
+    from ikv_local.budget import check_fits
+
+    cfg = session.engine.config
+    check_fits(session.name, session.kv_bytes, session.engine.n_ctx, cfg.type_k, cfg.type_v, budget)
 
 
 def _err_console():  # type: ignore[no-untyped-def]
@@ -45,7 +103,7 @@ def _ingest_progress(console):  # type: ignore[no-untyped-def]
 
 
 def run_ingest(session_name: str, paths: list[Path], options, console,  # type: ignore[no-untyped-def]
-               ctx_given: bool = True):
+               ctx_given: bool = True, kv_budget: str | None = None):
     """Open (or make) the session and ingest with a progress bar; returns the result."""
     from ikv_local.ingest import check_text_file, ingest
     from ikv_local.session import Session
@@ -54,6 +112,11 @@ def run_ingest(session_name: str, paths: list[Path], options, console,  # type: 
         check_text_file(p)
     with console.status("loading model and session"):
         session = Session(session_name, options)
+    try:
+        check_budget(session, kv_budget)
+    except BaseException:
+        session.close()
+        raise
     if options.create and session.meta["n_ctx"] != options.n_ctx and ctx_given:
         console.print(f"ikv: note: session {session_name!r} keeps its window of "
                       f"{session.meta['n_ctx']:,} tokens", markup=False, highlight=False)
@@ -79,15 +142,26 @@ def ingest_cmd(
                                                     help="Window in tokens (new sessions; default 2048).")] = None,
     threads: ThreadsOpt = None,
     n_gpu_layers: NglOpt = 0,
+    kv_budget: BudgetOpt = None,
+    max_kl: MaxKlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Read text into a session: the window rolls, nothing is dropped."""
-    from ikv_local.session import OpenOptions
+    from ikv_local.ingest import check_text_file
+    from ikv_local.session import OpenOptions, check_name, sessions_dir
 
-    options = OpenOptions(model=model, n_ctx=ctx_size or 2048, n_threads=threads,
-                          n_gpu_layers=n_gpu_layers, create=True)
+    budget_bytes(kv_budget)
     err = _err_console()
-    result = run_ingest(session, paths, options, err, ctx_given=ctx_size is not None)
+    n_ctx, types = ctx_size or 2048, ("f16", "f16")
+    if kv_budget and not (sessions_dir() / check_name(session) / "session.json").is_file():
+        for p in paths:
+            check_text_file(p)
+        plan = planned(model, kv_budget, max_kl, ctx_size, threads, n_gpu_layers, err).chosen
+        n_ctx, types = plan.n_ctx, (plan.type_k, plan.type_v)
+    options = OpenOptions(model=model, n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers,
+                          create=True, type_k=types[0], type_v=types[1])
+    result = run_ingest(session, paths, options, err,
+                        ctx_given=ctx_size is not None and not kv_budget, kv_budget=kv_budget)
     if json_out:
         print(json.dumps(result.to_dict()))
     else:
@@ -130,6 +204,7 @@ def ask_cmd(
     model: ModelOpt = None,
     threads: ThreadsOpt = None,
     n_gpu_layers: NglOpt = 0,
+    kv_budget: BudgetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Answer a question from a session (the session itself is not changed)."""
@@ -138,11 +213,13 @@ def ask_cmd(
 
     if not question.strip():
         raise typer.BadParameter("the question is empty", param_hint="QUESTION")
+    budget_bytes(kv_budget)
     err = _err_console()
     with err.status("loading model and session"):
         s = Session(session, OpenOptions(model=model, n_threads=threads,
                                          n_gpu_layers=n_gpu_layers, writable=False))
     with s:
+        check_budget(s, kv_budget)
         stream = None if json_out else (lambda t: (sys.stdout.write(t), sys.stdout.flush()))
         answer = ask(s, question, recall=not no_recall, max_tokens=max_tokens,
                      recall_every=recall_every, on_text=stream)
@@ -292,11 +369,14 @@ def sessions_show(name: Annotated[str, typer.Argument(help="Session name.")],
     docs = meta.get("documents", [])
     if json_out:
         print(json.dumps({**info.to_dict(), "model_path": meta.get("model", {}).get("path"),
-                          "layout": meta.get("layout"), "documents": docs}))
+                          "layout": meta.get("layout"), "kv": meta.get("kv", {"type_k": "f16", "type_v": "f16"}),
+                          "documents": docs}))
         return
     table = Table(title=f"session {name}", show_header=False)
     table.add_row("model", f"{info.model} ({meta.get('model', {}).get('path', '?')})")
     table.add_row("window", f"{info.n_ctx:,} tokens; layout {meta.get('layout')}")
+    kv = meta.get("kv", {})
+    table.add_row("KV cache", f"K {kv.get('type_k', 'f16')} / V {kv.get('type_v', 'f16')}")
     table.add_row("tokens", f"{info.tokens:,} ({info.archived_tokens:,} archived)")
     table.add_row("turns", str(info.turns))
     if meta.get("system"):

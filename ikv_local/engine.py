@@ -336,12 +336,16 @@ class Engine:
     # -- decoding ----------------------------------------------------------------
 
     def decode(
-        self, tokens: Sequence[int], pos0: int, *, seq: int = 0, logits_last: bool = True
+        self, tokens: Sequence[int], pos0: int, *, seq: int = 0, logits_last: bool = True,
+        logits_all: bool = False,
     ) -> None:
         """Decode tokens at positions pos0, pos0+1, ... on `seq`, in batches of n_batch.
 
         llama.cpp requires pos0 to follow the sequence's last cell (pos_max + 1).
+        `logits_all` asks for every token's logits (`logits_rows`); at most n_batch tokens.
         """
+        if logits_all and len(tokens) > self.n_batch:
+            raise EngineError(f"logits for {len(tokens)} tokens at once; the batch holds {self.n_batch}")
         batch = self._batch
         assert batch is not None
         n_total = len(tokens)
@@ -354,7 +358,7 @@ class Engine:
             )
             np.ctypeslib.as_array(batch.n_seq_id, shape=(n,))[:] = 1
             logits = np.ctypeslib.as_array(batch.logits, shape=(n,))
-            logits[:] = 0
+            logits[:] = 1 if logits_all else 0
             if logits_last and start + n == n_total:
                 logits[n - 1] = 1
             for i in range(n):
@@ -375,6 +379,12 @@ class Engine:
         ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
         n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         return np.ctypeslib.as_array(ptr, shape=(n_vocab,)).copy()
+
+    def logits_rows(self, n: int) -> np.ndarray:
+        """Logits of the last `logits_all` decode of n tokens, [n, vocab] (a copy)."""
+        ptr = llama_cpp.llama_get_logits(self._ctx)
+        n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        return np.ctypeslib.as_array(ptr, shape=(n, n_vocab)).copy()
 
     @contextmanager
     def sampler(self, params: SamplingParams, history: Sequence[int] = ()) -> Iterator[Callable[[], int]]:

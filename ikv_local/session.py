@@ -34,6 +34,7 @@ from ikv_local.errors import IkvError, ModelError
 from ikv_local.fingerprint import model_fingerprint
 from ikv_local.history import History
 from ikv_local.index import SketchIndex
+from ikv_local.kvcost import bytes_per_token
 from ikv_local.model_file import resolve_model
 from ikv_local.paths import data_dir
 from ikv_local.sketch import SketchSpec
@@ -91,6 +92,8 @@ class OpenOptions:
     writable: bool = True  # False: turns are thrown away, the archive is only read
     create: bool = False
     system: str | None = None  # a system prompt for the sink; None keeps the session's own
+    type_k: str = "f16"  # KV cache types for a new session; an existing one keeps its own
+    type_v: str = "f16"
 
 
 def _pack_window(meta: dict[str, Any], state: bytes) -> bytes:
@@ -161,10 +164,14 @@ class Session:
     def _load(self, exists: bool) -> None:
         opts = self.options
         n_ctx = int(self.meta["n_ctx"]) if exists else opts.n_ctx
+        kv = self.meta.get("kv", {}) if exists else {"type_k": opts.type_k, "type_v": opts.type_v}
+        type_k, type_v = kv.get("type_k", "f16"), kv.get("type_v", "f16")
         path = self._model_path(exists)
         self.engine = Engine(path, EngineConfig(n_ctx=n_ctx, n_seq_max=N_SEQ,
                                                 n_threads=opts.n_threads,
-                                                n_gpu_layers=opts.n_gpu_layers))
+                                                n_gpu_layers=opts.n_gpu_layers,
+                                                type_k=type_k, type_v=type_v,
+                                                flash_attn=True if type_v != "f16" else None))
         fp = model_fingerprint(self.engine)
         if exists and self.meta["model"]["fingerprint"]["sha"] != fp["sha"]:
             made = self.meta["model"]["fingerprint"]
@@ -196,6 +203,7 @@ class Session:
                 "name": self.name,
                 "model": {"path": str(path.resolve()), "fingerprint": fp},
                 "n_ctx": n_ctx,
+                "kv": {"type_k": type_k, "type_v": type_v},
                 "layout": layout.to_dict(),
                 "documents": [],
                 "created": _now(),
@@ -293,6 +301,13 @@ class Session:
         write_atomic(self.folder / "session.json", json.dumps(self.meta, indent=1).encode())
 
     # -- reading -----------------------------------------------------------------
+
+    @property
+    def kv_bytes(self) -> int:
+        """The hot window's KV cache: every cell of every layer, at the session's cache types."""
+        assert self.engine is not None
+        cfg = self.engine.config
+        return self.engine.n_ctx * bytes_per_token(self.engine.facts.layers, cfg.type_k, cfg.type_v)
 
     @property
     def archive_bytes(self) -> int:

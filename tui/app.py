@@ -37,6 +37,8 @@ class TuiOptions:
     n_gpu_layers: int = 0
     system: str | None = None
     chat: ChatSettings = field(default_factory=ChatSettings)
+    type_k: str = "f16"  # KV cache types for new sessions (`--kv-budget` plans them)
+    type_v: str = "f16"
 
 
 class IkvApp(App[None]):
@@ -112,7 +114,8 @@ class IkvApp(App[None]):
                 o = self.options
                 self.session = Session(name, OpenOptions(
                     model=o.model, n_ctx=o.n_ctx, n_threads=o.n_threads,
-                    n_gpu_layers=o.n_gpu_layers, create=create, system=system))
+                    n_gpu_layers=o.n_gpu_layers, create=create, system=system,
+                    type_k=o.type_k, type_v=o.type_v))
                 self.chat = Chat(self.session, o.chat)
                 state = self._state()
                 turns = list(self.session.history.turns)

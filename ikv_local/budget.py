@@ -1,0 +1,93 @@
+"""`--kv-budget`: the plan for one model, from its own facts and its measured cache damage.
+
+The arithmetic is `plan`'s; the damage is `kvquality`'s, measured only when a quantized cache
+would give a larger window than f16 (and then cached for the model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from ikv_local.engine import Engine, EngineConfig
+from ikv_local.kvquality import Damage, damage
+from ikv_local.plan import BudgetTooSmall, Option, choose, options
+
+MAX_KL = 0.02  # nats per token; q8_0 K keeps well inside it on the demo model, q4_0 K does not
+
+
+@dataclass(frozen=True)
+class Plan:
+    budget: int
+    max_kl: float
+    chosen: Option
+    found: list[Option]  # every pair's largest window, largest first
+    damage: dict[tuple[str, str], Damage]
+
+    def summary(self) -> str:
+        c = self.chosen
+        d = self.damage.get((c.type_k, c.type_v))
+        quality = ("exact (f16)" if d is None else
+                   f"KL {d.kl_mean:.4f} nats/token, top-1 {d.top1_agree:.1%} vs f16")
+        fa = ", flash attention" if c.flash_attn else ""
+        return (f"plan for {self.budget / 2**20:,.1f} MiB: window {c.n_ctx:,} cells, "
+                f"K {c.type_k} / V {c.type_v}{fa}, {c.kv_bytes / 2**20:,.1f} MiB; {quality}")
+
+    def to_dict(self) -> dict[str, object]:
+        def row(o: Option) -> dict[str, object]:
+            d = self.damage.get((o.type_k, o.type_v))
+            return {**o.to_dict(), "kl_p95": d.kl_p95 if d else None,
+                    "top1_agree": d.top1_agree if d else None}
+        return {"budget_bytes": self.budget, "max_kl": self.max_kl, "chosen": row(self.chosen),
+                "options": [row(o) for o in self.found]}
+
+
+def plan_for(
+    engine: Engine,
+    budget: int,
+    *,
+    max_kl: float = MAX_KL,
+    n_ctx_cap: int | None = None,
+    measure_all: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Plan:
+    """The largest window inside `budget` whose cache types keep their damage within `max_kl`."""
+    facts = engine.facts
+    cap = min(facts.n_ctx_train or 1 << 30, n_ctx_cap or 1 << 30)
+    found = options(facts.layers, budget, cap)
+    f16 = next((o.n_ctx for o in found if o.type_k == o.type_v == "f16"), 0)
+    wanted = [(o.type_k, o.type_v) for o in found if measure_all or o.n_ctx > f16]
+    measured = damage(engine, wanted, progress) if wanted else {}
+    found = [replace(o, kl=measured[o.type_k, o.type_v].kl_mean)
+             if (o.type_k, o.type_v) in measured else replace(o, kl=0.0 if o.type_k == o.type_v == "f16" else None)
+             for o in found]
+    found.sort(key=lambda o: (-o.n_ctx, o.kl if o.kl is not None else float("inf")))
+    return Plan(budget, max_kl, choose(found, budget, max_kl), found, measured)
+
+
+def plan_model(
+    path: str,
+    budget: int,
+    *,
+    max_kl: float = MAX_KL,
+    n_ctx_cap: int | None = None,
+    n_threads: int | None = None,
+    n_gpu_layers: int = 0,
+    measure_all: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Plan:
+    """`plan_for` on a small engine of the model (its facts do not depend on the context)."""
+    with Engine(path, EngineConfig(n_ctx=512, n_seq_max=1, n_threads=n_threads,
+                                   n_gpu_layers=n_gpu_layers)) as engine:
+        return plan_for(engine, budget, max_kl=max_kl, n_ctx_cap=n_ctx_cap,
+                        measure_all=measure_all, progress=progress)
+
+
+
+def check_fits(name: str, kv_bytes: int, n_ctx: int, type_k: str, type_v: str, budget: int) -> None:
+    """An existing session keeps the window and cache types it was made with."""
+    if kv_bytes > budget:
+        raise BudgetTooSmall(
+            f"session {name!r} holds a {n_ctx:,}-cell window at K {type_k} / V {type_v} "
+            f"({kv_bytes / 2**20:,.1f} MiB), over --kv-budget {budget / 2**20:,.1f} MiB; a session "
+            "keeps the window it was made with: raise the budget or start a new session")
