@@ -251,6 +251,31 @@ class Archive:
         self._map = self._words = None
         self._counts, self._counted = np.zeros(0, np.int64), 0
 
+    def drop_front(self, n: int) -> None:
+        """Prune the first n records: the file is rewritten whole and replaced atomically.
+
+        The header counts the records pruned so far, so a session whose checkpoint was not
+        updated after a crash can tell its window how far the archive moved.
+        """
+        if not self.writable:
+            raise ArchiveError(f"archive {self.path} was opened read-only")
+        if not 0 < n <= self._n:
+            raise ArchiveError(f"cannot prune {n} of {self._n} records")
+        meta = {**self.header.meta, "pruned": int(self.header.meta.get("pruned", 0)) + n}
+        head = pack_header(meta)
+        keep = np.ascontiguousarray(self.records()[n:]).tobytes()
+        self._map = self._words = None
+        write_atomic(self.path, head + keep)
+        self.header = unpack_header(head)
+        self._n -= n
+        self._valid = self.usable[n:]
+        self._counts, self._counted = np.zeros(0, np.int64), 0
+
+    @property
+    def pruned(self) -> int:
+        """Records pruned from the front, all told."""
+        return int(self.header.meta.get("pruned", 0))
+
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
 

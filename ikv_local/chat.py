@@ -101,7 +101,7 @@ class Chat:
                          settings=s.recall_settings, on_text=on_text, cancel=cancel)
         self._close(answer, Origin(Role.ASSISTANT, session.archive.source_id("chat"), start))
         turn = Turn(
-            n=len(session.history) + 1, user=user, answer=answer.text, start=start,
+            n=session.history.last + 1, user=user, answer=answer.text, start=start,
             end=window.stream_end, recalled=[sp.to_dict() for sp in answer.recalled],
             stopped=answer.stopped, tokens=answer.tokens,
             ttft_seconds=round(answer.first_token_seconds or 0.0, 4),

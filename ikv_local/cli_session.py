@@ -408,6 +408,49 @@ def sessions_rm(name: Annotated[str, typer.Argument(help="Session name.")],
     _err_console().print(f"deleted session {name!r}")
 
 
+@sessions.command("prune")
+def sessions_prune(
+    name: Annotated[str, typer.Argument(help="Session name.")],
+    before: Annotated[Optional[str], typer.Option("--before", help="Forget documents and turns that came before this date (2026-11-01).")] = None,
+    keep_last: Annotated[Optional[int], typer.Option("--keep-last", help="Forget all but the last N documents and turns.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Forget the oldest part of a session (the only way ikv drops anything). No undo.
+
+    The hot window is never pruned; what it holds stays until it ages into the archive.
+    """
+    from ikv_local.prune import cut_position, parse_date, prune
+    from ikv_local.session import OpenOptions, Session
+
+    when = parse_date(before) if before is not None else None
+    if (when is None) == (keep_last is None):
+        raise typer.BadParameter("give one of --before DATE or --keep-last N", param_hint="--before")
+    if keep_last is not None and keep_last < 0:
+        raise typer.BadParameter("a number of documents and turns, 0 or more", param_hint="--keep-last")
+    err = _err_console()
+    with err.status("loading session"):
+        s = Session(name, OpenOptions())
+    with s:
+        cut = cut_position(s, before=when, keep_last=keep_last)
+        drop = int((s.archive.records()["position"] < cut).sum()) if len(s.archive) else 0
+        if drop and not yes:
+            if not sys.stdin.isatty():
+                raise typer.BadParameter("refusing to prune without --yes when not on a terminal",
+                                         param_hint="--yes")
+            typer.confirm(f"Forget {drop:,} archived tokens of session {name!r} (before stream "
+                          f"position {cut:,})?", abort=True)
+        result = prune(s, cut)
+    if json_out:
+        print(json.dumps(result.to_dict()))
+        return
+    note = (f"; {result.in_window:,} tokens inside the cut are in the hot window and stay"
+            if result.in_window else "")
+    err.print(f"session {name!r}: forgot {result.tokens:,} archived tokens, {result.turns} turn(s), "
+              f"{result.documents} whole document(s); archive {_size(result.bytes_before)} → "
+              f"{_size(result.bytes_after)}{note}", markup=False, highlight=False)
+
+
 @sessions.command("export")
 def sessions_export(
     name: Annotated[str, typer.Argument(help="Session name.")],

@@ -9,6 +9,7 @@ two writes) is cut on the next writable open, and a torn last line is never read
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -16,6 +17,8 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ikv_local.archive import write_atomic
 
 LOG_NAME = "turns.jsonl"
 
@@ -73,7 +76,7 @@ class History:
         with open(self.path, "rb") as f:
             for line in f:
                 turn = decode_line(line)
-                if turn is None or turn.n != len(self.turns) + 1:
+                if turn is None or (self.turns and turn.n != self.turns[-1].n + 1):
                     break
                 offset += len(line)
                 self.turns.append(turn)
@@ -82,10 +85,29 @@ class History:
     def __len__(self) -> int:
         return len(self.turns)
 
-    def keep(self, n: int, *, writable: bool) -> None:
-        """Hold exactly the first n turns (the checkpoint's count), cutting any beyond."""
-        if n > len(self.turns):
-            raise ValueError(f"the log holds {len(self.turns)} turns, its checkpoint expects {n}")
+    @property
+    def last(self) -> int:
+        """The number of the last turn (turns keep their numbers when older ones are pruned)."""
+        return self.turns[-1].n if self.turns else self._pruned
+
+    @property
+    def pruned(self) -> int:
+        """Turns numbered up to this one have been pruned (or are being)."""
+        return max(self._pruned, self.turns[0].n - 1 if self.turns else 0)
+
+    _pruned = 0
+
+    def mark_pruned(self, n: int, *, writable: bool) -> None:
+        """Turns up to number n are pruned; with `writable`, drop any the log still holds."""
+        self._pruned = max(self._pruned, n)
+        if writable:
+            self.drop_before(n + 1)
+
+    def keep(self, last: int, *, writable: bool) -> None:
+        """Hold the turns up to number `last` (the checkpoint's), cutting any beyond."""
+        if last > self.last:
+            raise ValueError(f"the log ends at turn {self.last}, its checkpoint expects {last}")
+        n = sum(1 for t in self.turns if t.n <= last)
         size = self.path.stat().st_size if self.path.exists() else 0
         end = self._ends[n - 1] if n else 0
         if writable and size != end:
@@ -95,7 +117,22 @@ class History:
             with open(self.path, "r+b") as f:
                 f.truncate(end)
                 os.fsync(f.fileno())
+        if not n and self.turns:
+            self._pruned = max(self._pruned, self.turns[0].n - 1)
         del self.turns[n:], self._ends[n:]
+
+    def drop_before(self, first: int) -> int:
+        """Prune turns numbered below `first` (the log is rewritten whole); how many went."""
+        gone = [t for t in self.turns if t.n < first]
+        if not gone:
+            return 0
+        self._pruned = max(self._pruned, gone[-1].n)
+        kept = self.turns[len(gone):]
+        lines = [encode_line(t) for t in kept]
+        write_atomic(self.path, b"".join(lines))
+        self.turns = kept
+        self._ends = list(itertools.accumulate(len(line) for line in lines))
+        return len(gone)
 
     def append(self, turn: Turn) -> None:
         line = encode_line(turn)

@@ -217,6 +217,7 @@ class Session:
             self.history.keep(0, writable=opts.writable)
         else:
             self.window.restore(*checkpoint)
+            self._catch_up_prune(checkpoint[0])
             self._reconcile(int(checkpoint[0].get("turns", 0)))
         self.index = SketchIndex(self.archive)
         if opts.writable and opts.system is not None and opts.system != self.system:
@@ -248,6 +249,14 @@ class Session:
             self.archive.truncate(self.window.archived)
             self.index.refresh()
 
+    def _catch_up_prune(self, saved: dict[str, Any]) -> None:
+        """A prune that rewrote the archive but stopped before the checkpoint: finish it here."""
+        lag = self.archive.pruned - int(saved.get("pruned", 0))
+        if lag > 0:
+            self.window.archived -= lag
+            self.window.dropped += lag
+        self.history.mark_pruned(int(saved.get("turns_pruned", 0)), writable=self.options.writable)
+
     def _reconcile(self, turns: int) -> None:
         """Cut records and turns past the checkpoint; fewer than it expects is damage."""
         have, want = len(self.archive), self.window.archived
@@ -256,9 +265,9 @@ class Session:
                 f"session {self.name!r}: the archive holds {have:,} tokens, its checkpoint "
                 f"expects {want:,}"
             )
-        if len(self.history) < turns:
+        if self.history.last < turns:
             raise SessionError(
-                f"session {self.name!r}: the turn log holds {len(self.history)} turns, its "
+                f"session {self.name!r}: the turn log ends at turn {self.history.last}, its "
                 f"checkpoint expects {turns}"
             )
         writable = self.options.writable
@@ -291,12 +300,14 @@ class Session:
         if not self.options.writable:
             raise SessionError("this session was opened read-only")
         wmeta, state = self.window.snapshot()
-        wmeta = {**wmeta, "turns": len(self.history), "system": self.system}
+        wmeta = {**wmeta, "turns": self.history.last, "turns_pruned": self.history.pruned,
+                 "pruned": self.archive.pruned, "system": self.system}
         write_atomic(self.folder / "window.bin", _pack_window(wmeta, state))
         self.meta["updated"] = _now()
         self.meta["tokens"] = self.window.stream_end
         self.meta["archived_tokens"] = self.window.archived
-        self.meta["turns"] = len(self.history)
+        self.meta["turns"] = self.history.last
+        self.meta["turns_pruned"] = self.history.pruned
         self.meta["system"] = self.system
         write_atomic(self.folder / "session.json", json.dumps(self.meta, indent=1).encode())
 
