@@ -79,16 +79,23 @@ def _prefixes(stop: str) -> list[str]:
     return [stop[:i] for i in range(1, len(stop))]
 
 
-def recall_into_slot(session: Session, query_text: str, settings: RecallSettings) -> list[Span]:
+def recall_spans(session: Session, query_text: str,
+                 settings: RecallSettings) -> tuple[list[int], list[Span]]:
+    """The slot's tokens and spans for this query (nothing is changed)."""
     engine, window = session.engine, session.window
     assert engine is not None
     query = engine.tokenize(query_text)
     queries = query_sketches(engine, session.spec, window.layout.sink, query)
     spans = find_spans(session.archive, session.index, queries,
                        window.layout.slot - SLOT_FRAMING, settings, query,
-                       limit=window.archived)
-    tokens, spans = slot_tokens(engine, spans, window.layout.slot)
-    window.fill_slot(tokens)
+                       limit=window.archived, heat=session.heat)
+    return slot_tokens(engine, spans, window.layout.slot)
+
+
+def recall_into_slot(session: Session, query_text: str, settings: RecallSettings) -> list[Span]:
+    tokens, spans = recall_spans(session, query_text, settings)
+    session.window.fill_slot(tokens)
+    session.heat.update(spans)
     return spans
 
 

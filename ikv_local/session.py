@@ -37,6 +37,7 @@ from ikv_local.index import SketchIndex
 from ikv_local.kvcost import bytes_per_token
 from ikv_local.model_file import resolve_model
 from ikv_local.paths import data_dir
+from ikv_local.recall import Heat
 from ikv_local.sketch import SketchSpec
 from ikv_local.window import N_SEQ, Layout, Window, WindowTooSmall
 
@@ -190,6 +191,7 @@ class Session:
                 self.archive = Archive(self.folder / "archive", writable=False, expect=archive_meta)
         self.history = History(self.folder)
         checkpoint = self._read_checkpoint()
+        self.heat = Heat([list(r) for r in checkpoint[0].get("heat", [])] if checkpoint else [])
         if checkpoint is None:
             self.system = opts.system or ""
             sink = self._sink(self.system)
@@ -301,7 +303,7 @@ class Session:
             raise SessionError("this session was opened read-only")
         wmeta, state = self.window.snapshot()
         wmeta = {**wmeta, "turns": self.history.last, "turns_pruned": self.history.pruned,
-                 "pruned": self.archive.pruned, "system": self.system}
+                 "pruned": self.archive.pruned, "system": self.system, "heat": self.heat.to_list()}
         write_atomic(self.folder / "window.bin", _pack_window(wmeta, state))
         self.meta["updated"] = _now()
         self.meta["tokens"] = self.window.stream_end
