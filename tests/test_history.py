@@ -56,3 +56,22 @@ def test_turn_at_finds_the_turn_holding_a_position(tmp_path):
         log.append(_turn(n, 10 * (n - 1)))
     assert log.turn_at(0).n == 1 and log.turn_at(15).n == 2 and log.turn_at(29).n == 3
     assert log.turn_at(30) is None
+
+
+def test_pruned_turns_leave_the_log_and_the_rest_keep_their_numbers(tmp_path):
+    h = History(tmp_path)
+    for n in range(1, 6):
+        h.append(_turn(n, 10 * n))
+    assert h.drop_before(3) == 2
+    again = History(tmp_path)
+    assert [t.n for t in again.turns] == [3, 4, 5] and again.last == 5 and again.pruned == 2
+    with pytest.warns(UserWarning, match="1 turn"):
+        again.keep(4, writable=True)  # a checkpoint names the last turn it covers
+    assert [t.n for t in History(tmp_path).turns] == [3, 4]
+    empty = History(tmp_path)
+    empty.drop_before(5)
+    empty = History(tmp_path)
+    empty.mark_pruned(4, writable=True)  # every turn pruned: the checkpoint still knows the count
+    assert len(empty) == 0 and empty.last == 4
+    empty.append(_turn(5, 50))
+    assert [t.n for t in History(tmp_path).turns] == [5]

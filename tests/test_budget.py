@@ -1,0 +1,49 @@
+"""`--kv-budget` on the real model: the plan, its errors, and sessions that keep their types."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ikv_local.budget import plan_for
+from ikv_local.kvcost import bytes_per_token
+from ikv_local.plan import BudgetTooSmall
+from tests.conftest import assert_one_line_error
+
+MIB = 2**20
+
+
+def test_a_budget_that_f16_fills_up_to_the_trained_context_needs_no_measurement(engine, ikv_cache):
+    plan = plan_for(engine, 4096 * MIB)
+    assert (plan.chosen.type_k, plan.chosen.n_ctx) == ("f16", engine.facts.n_ctx_train)
+    assert plan.damage == {}
+
+
+def test_the_plan_fits_the_budget_and_the_quality_bound(engine):
+    per_cell = bytes_per_token(engine.facts.layers)
+    plan = plan_for(engine, 24 * MIB, max_kl=0.02)
+    c = plan.chosen
+    assert c.kv_bytes <= 24 * MIB and c.n_ctx > 24 * MIB // per_cell  # more than f16 gets
+    assert plan.damage[c.type_k, c.type_v].kl_mean <= 0.02
+    strict = plan_for(engine, 24 * MIB, max_kl=0.0)
+    assert strict.chosen.type_k == "f16" and strict.chosen.n_ctx == 24 * MIB // per_cell // 256 * 256
+    with pytest.raises(BudgetTooSmall, match="raise --kv-budget"):
+        plan_for(engine, 2 * MIB)
+
+
+def test_kv_budget_from_the_command_line(demo_path, tmp_path, ikv):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("The lighthouse keeper counted ships every night. " * 40)
+    assert_one_line_error(ikv("plan", "--kv-budget", "2MiB"), 3, "raise --kv-budget")
+    assert_one_line_error(ikv("ingest", str(doc), "-s", "b", "--kv-budget", "lots"), 1, "not a size")
+    run = ikv("ingest", str(doc), "-s", "b", "--kv-budget", "12MiB", "--json")
+    assert run.returncode == 0, run.stderr
+    assert "plan for 12.0 MiB" in run.stderr
+    show = json.loads(ikv("sessions", "show", "b", "--json").stdout)
+    assert show["kv"] != {"type_k": "f16", "type_v": "f16"} and show["n_ctx"] > 682
+    # the session keeps its plan; a smaller budget is refused before anything is read
+    assert_one_line_error(ikv("ask", "Who counted ships?", "-s", "b", "--kv-budget", "4MiB"), 3,
+                          "keeps the window it was made with")
+    run = ikv("ask", "Who counted ships?", "-s", "b", "--kv-budget", "12MiB", "-n", "4", "--json")
+    assert run.returncode == 0, run.stderr

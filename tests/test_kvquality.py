@@ -1,0 +1,31 @@
+"""The damage of quantized KV caches, measured on the real demo model."""
+
+from __future__ import annotations
+
+import json
+
+from ikv_local.fingerprint import model_fingerprint
+from ikv_local.kvquality import _cache_path, cached, damage, measure
+
+
+def test_q4_0_keys_do_more_damage_than_q8_0(demo_path):
+    q8, q4 = measure(demo_path, [("f16", "f16"), ("q8_0", "q8_0"), ("q4_0", "q4_0")], max_tokens=320)
+    assert (q8.type_k, q4.type_k) == ("q8_0", "q4_0")  # the reference itself is left out
+    assert 0 < q8.kl_mean < q4.kl_mean
+    assert q8.kl_p95 >= q8.kl_mean and q4.top1_agree <= q8.top1_agree <= 1.0
+    assert q8.tokens == 320 - 32  # the first positions are skipped
+
+
+def test_damage_is_measured_once_per_model_and_remeasured_when_damaged(engine):
+    sha = model_fingerprint(engine)["sha"]
+    first = damage(engine, [("q8_0", "q8_0")])[("q8_0", "q8_0")]
+    path = _cache_path(sha)
+    assert cached(sha)[("q8_0", "q8_0")] == first
+    stamp = path.stat().st_mtime_ns
+    assert damage(engine, [("q8_0", "q8_0")])[("q8_0", "q8_0")] == first
+    assert path.stat().st_mtime_ns == stamp  # read, not measured again
+    path.write_text('{"version": 1, "damage": [{"type_k": 1}]}')
+    assert cached(sha) == {}
+    again = damage(engine, [("q8_0", "q8_0")])[("q8_0", "q8_0")]
+    assert abs(again.kl_mean - first.kl_mean) < 0.2 * first.kl_mean  # same measurement
+    assert json.loads(path.read_text())["version"] == 1
