@@ -22,6 +22,9 @@ def backends() -> list[str]:
     """ggml backends compiled into llama-cpp-python, e.g. ['CUDA', 'CPU']."""
     import llama_cpp
 
+    from ikv_local.engine import backend_init
+
+    backend_init()
     text = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
     return re.findall(r"(?:^|\|)\s*([A-Za-z][A-Za-z0-9_]*) : ", text)
 

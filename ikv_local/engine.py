@@ -71,11 +71,16 @@ def _available_ram() -> int | None:
     return None
 
 
-def _load_model(path: Path, n_gpu_layers: int) -> tuple[ctypes.c_void_p, list[str]]:
+def backend_init() -> None:
+    """Once per process, before any other llama.cpp call (system info included)."""
     global _backend_ready
     if not _backend_ready:
         llama_cpp.llama_backend_init()
         _backend_ready = True
+
+
+def _load_model(path: Path, n_gpu_layers: int) -> tuple[ctypes.c_void_p, list[str]]:
+    backend_init()
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = n_gpu_layers
     with llama_log.capture() as log:

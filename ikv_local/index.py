@@ -26,8 +26,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import llama_cpp  # before usearch: loaded after it, a CUDA llama.cpp crashes at model load
 import numpy as np
 from usearch.index import Index, MetricKind, ScalarKind, search
+
+assert llama_cpp.__version__  # (imported for its load order only; see docs/engine.md)
 
 from ikv_local.archive import Archive, write_atomic
 from ikv_local.record import SKETCH_BYTES
