@@ -62,16 +62,24 @@ def measure(
     n_gpu_layers: int = 0,
     progress: Callable[[int, int], None] | None = None,
     max_tokens: int = CALIBRATION_CTX,
+    control: bool = False,
 ) -> list[Damage]:
-    """Damage of each pair (f16 itself is the reference and is left out of the result)."""
+    """Damage of each pair (f16 itself is the reference and is left out of the result).
+
+    With `control`, one more row last: f16 with flash attention forced on, which quantized V
+    caches need, so its damage is flash attention's own rounding.
+    """
     others = [p for p in pairs if p != REFERENCE]
+    configs = [(*REFERENCE, None)] + [(k, v, True if v != "f16" else None) for k, v in others]
+    if control:
+        others.append(REFERENCE)
+        configs.append((*REFERENCE, True))
     engines: list[Engine] = []
     try:
-        for type_k, type_v in [REFERENCE, *others]:
+        for type_k, type_v, flash in configs:
             engines.append(Engine(path, EngineConfig(
                 n_ctx=CALIBRATION_CTX, n_batch=BATCH, n_seq_max=1, n_threads=n_threads,
-                n_gpu_layers=n_gpu_layers, type_k=type_k, type_v=type_v,
-                flash_attn=True if type_v != "f16" else None)))
+                n_gpu_layers=n_gpu_layers, type_k=type_k, type_v=type_v, flash_attn=flash)))
         tokens = engines[0].tokenize(calibration_text(), add_bos=True)[:min(max_tokens, CALIBRATION_CTX)]
         kls: list[list[np.ndarray]] = [[] for _ in others]
         agree: list[list[np.ndarray]] = [[] for _ in others]
