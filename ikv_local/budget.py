@@ -58,9 +58,14 @@ def plan_for(
     f16 = next((o.n_ctx for o in found if o.type_k == o.type_v == "f16"), 0)
     wanted = [(o.type_k, o.type_v) for o in found if measure_all or o.n_ctx > f16]
     measured = damage(engine, wanted, progress) if wanted else {}
-    found = [replace(o, kl=measured[o.type_k, o.type_v].kl_mean)
-             if (o.type_k, o.type_v) in measured else replace(o, kl=0.0 if o.type_k == o.type_v == "f16" else None)
-             for o in found]
+
+    def kl(o: Option) -> float | None:
+        if o.type_k == o.type_v == "f16":
+            return 0.0
+        d = measured.get((o.type_k, o.type_v))
+        return None if d is None else d.kl_mean
+
+    found = [replace(o, kl=kl(o)) for o in found]
     found.sort(key=lambda o: (-o.n_ctx, o.kl if o.kl is not None else float("inf")))
     return Plan(budget, max_kl, choose(found, budget, max_kl), found, measured)
 

@@ -64,10 +64,10 @@ def segments(session: Session) -> list[Segment]:
     out = []
     roles, segs = np.asarray(recs["role"]), np.asarray(recs["segment"])
     for i, doc in enumerate(session.meta.get("documents", [])):
-        hit = np.flatnonzero((roles == Role.DOCUMENT) & (segs == i))
-        start = int(recs["position"][hit[0]]) if len(hit) else end
         if doc.get("pruned_all"):
             continue
+        hit = np.flatnonzero((roles == Role.DOCUMENT) & (segs == i))
+        start = int(recs["position"][hit[0]]) if len(hit) else end
         out.append(Segment("document", doc["path"], start, _time(doc.get("added", ""))))
     for turn in session.history.turns:
         out.append(Segment("turn", f"turn {turn.n}", turn.start, _time(turn.time)))
