@@ -138,7 +138,7 @@ def main() -> int:
              "documents_sha256": hashlib.sha256(
                  "".join(str(r["passkey"]["doc_sha256"]) for r in rows).encode()).hexdigest()},  # type: ignore[index]
             "python scripts/budgets.py " + " ".join(sys.argv[1:]), out_dir=a.out)
-    print("| budget | window | K / V | damage (KL, top-1) | pass key at 16× | decode | f16 window | f16 decode |")
+    print(f"| budget | window | K / V | damage (KL, top-1) | pass key at {a.multiple}× | decode | f16 window | f16 decode |")
     for r in rows:
         p = r["passkey"]
         print(f"| {r['budget']} | {r['window']:,} | {r['type_k']} / {r['type_v']} | "
