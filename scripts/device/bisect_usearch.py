@@ -1,5 +1,6 @@
 """After bisect_load.py found that importing usearch before a model load crashes a CUDA build:
-which part, and which order or preload avoids it. One child process per variant."""
+which part, and which order or preload avoids it; with `info`, whether system info or the
+session import before the load crashes. One child process per variant."""
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ p.n_gpu_layers = 99
 m = llama_cpp.llama_model_load_from_file({model!r}.encode(), p)
 print("loaded", bool(m), flush=True)
 """
-VARIANTS = {
+USEARCH = {
     "numkong_then_load": "import numkong\n" + LOAD,
     "usearch_compiled_then_load": "import usearch.compiled\n" + LOAD,
     "load_then_usearch_then_load": LOAD + "import usearch.index\n" + LOAD,
@@ -24,6 +25,13 @@ VARIANTS = {
     "usearch_then_llama_class": "import usearch.index, llama_cpp\nl = llama_cpp.Llama({model!r}, n_gpu_layers=99, verbose=False)\nprint('ok')",
     "locale_C_then_usearch": "import locale; locale.setlocale(locale.LC_ALL, 'C')\nimport usearch.index\n" + LOAD,
 }
+INFO = {
+    "info_then_load": "import llama_cpp; llama_cpp.llama_print_system_info()\n" + LOAD,
+    "init_info_then_load": "import llama_cpp; llama_cpp.llama_backend_init(); llama_cpp.llama_print_system_info()\n" + LOAD,
+    "ikv_doctor_then_engine": "from ikv_local.doctor import backends; print(backends())\nfrom ikv_local.engine import Engine, EngineConfig\ne = Engine({model!r}, EngineConfig(n_ctx=512, n_gpu_layers=99)); print('loaded', e.facts.n_layer)",
+    "ikv_session_import_then_engine": "import ikv_local.session\nfrom ikv_local.engine import Engine, EngineConfig\ne = Engine({model!r}, EngineConfig(n_ctx=512, n_gpu_layers=99)); print('loaded', e.facts.n_layer)",
+}
+VARIANTS = INFO if sys.argv[1:] == ["info"] else USEARCH
 for name, code in VARIANTS.items():
     r = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code.format(model=MODEL)],
                        capture_output=True, text=True, timeout=120)
