@@ -7,7 +7,7 @@ would give a larger window than f16 (and then cached for the model).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.kvquality import Damage, damage
@@ -58,15 +58,8 @@ def plan_for(
     f16 = next((o.n_ctx for o in found if o.type_k == o.type_v == "f16"), 0)
     wanted = [(o.type_k, o.type_v) for o in found if measure_all or o.n_ctx > f16]
     measured = damage(engine, wanted, progress) if wanted else {}
-
-    def kl(o: Option) -> float | None:
-        if o.type_k == o.type_v == "f16":
-            return 0.0
-        d = measured.get((o.type_k, o.type_v))
-        return None if d is None else d.kl_mean
-
-    found = [replace(o, kl=kl(o)) for o in found]
-    found.sort(key=lambda o: (-o.n_ctx, o.kl if o.kl is not None else float("inf")))
+    quality = {("f16", "f16"): 0.0, **{pair: d.kl_mean for pair, d in measured.items()}}
+    found = options(facts.layers, budget, cap, quality=quality)
     return Plan(budget, max_kl, choose(found, budget, max_kl), found, measured)
 
 

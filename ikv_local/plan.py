@@ -71,7 +71,7 @@ def options(layers: Sequence[LayerFacts], budget: int, n_ctx_max: int, *, min_ct
         if n_ctx >= min_ctx:
             found.append(Option(type_k, type_v, n_ctx, per_cell,
                                 None if quality is None else quality.get((type_k, type_v))))
-    return sorted(found, key=lambda o: (-o.n_ctx, o.kl if o.kl is not None else 0.0))
+    return sorted(found, key=lambda o: (-o.n_ctx, o.kl if o.kl is not None else float("inf")))
 
 
 def acceptable(option: Option, max_kl: float) -> bool:
