@@ -86,10 +86,10 @@ def recall_spans(session: Session, query_text: str,
     assert engine is not None
     query = engine.tokenize(query_text)
     queries = query_sketches(engine, session.spec, window.layout.sink, query)
-    spans = find_spans(session.archive, session.index, queries,
-                       window.layout.slot - SLOT_FRAMING, settings, query,
-                       limit=window.archived, heat=session.heat)
-    return slot_tokens(engine, spans, window.layout.slot)
+    slot = min(window.layout.slot, settings.slot_max or window.layout.slot)
+    spans = find_spans(session.archive, session.index, queries, slot - SLOT_FRAMING, settings,
+                       query, limit=window.archived, heat=session.heat)
+    return slot_tokens(engine, spans, slot)
 
 
 def recall_into_slot(session: Session, query_text: str, settings: RecallSettings) -> list[Span]:

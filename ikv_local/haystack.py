@@ -8,6 +8,7 @@ answer appears nowhere else in the text.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 SUBJECTS = [
@@ -52,6 +53,14 @@ class Needle:
     question: str
     answer: str  # a substring of `fact`
     paraphrase: str = ""  # the question in words the fact does not use
+
+    def named_in(self, text: str) -> bool:
+        """The text names the answer as a whole word or number ("186172" does not name 86172)."""
+        return names(text, self.answer)
+
+
+def names(text: str, want: str) -> bool:
+    return re.search(rf"(?<![\w]){re.escape(want.lower())}(?![\w])", text.lower()) is not None
 
 
 def pass_key_needle(seed: int) -> Needle:

@@ -36,6 +36,7 @@ class RecallSettings:
     span_max: int = 64  # tokens per span
     lexical: float = 0.25  # token-id overlap; measured to raise recall (scripts/recall_signals.py)
     heat: float = 0.0  # bonus for spans recalled in earlier turns; off: measured not to help (docs/memory.md)
+    slot_max: int | None = None  # fill at most this much of the slot; None: all of it
 
 
 @dataclass

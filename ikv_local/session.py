@@ -95,6 +95,7 @@ class OpenOptions:
     system: str | None = None  # a system prompt for the sink; None keeps the session's own
     type_k: str = "f16"  # KV cache types for a new session; an existing one keeps its own
     type_v: str = "f16"
+    slot: int | None = None  # recall slot of a new session; None: Layout.plan's default
 
 
 def _pack_window(meta: dict[str, Any], state: bytes) -> bytes:
@@ -195,7 +196,7 @@ class Session:
         if checkpoint is None:
             self.system = opts.system or ""
             sink = self._sink(self.system)
-            layout = Layout.plan(n_ctx, len(sink))
+            layout = Layout.plan(n_ctx, len(sink), slot=opts.slot)
         else:
             self.system = checkpoint[0].get("system", "")
             layout = Layout(**checkpoint[0]["layout"])
@@ -287,7 +288,7 @@ class Session:
         sink = self._sink(text)
         n_ctx = self.window.layout.n_ctx
         try:
-            layout = Layout.plan(n_ctx, len(sink))
+            layout = Layout.plan(n_ctx, len(sink), slot=self.window.layout.slot)
         except WindowTooSmall:
             raise WindowTooSmall(f"a system prompt of {len(sink):,} tokens leaves too little of "
                                  f"this session's {n_ctx:,}-token window for the conversation") from None

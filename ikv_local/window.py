@@ -33,6 +33,9 @@ class WindowTooSmall(IkvError):
     exit_code = 3
 
 
+SLOT_MAX = 1024  # recalled tokens: decoding a larger slot costs seconds per question (docs/budget.md)
+
+
 @dataclass(frozen=True)
 class Layout:
     n_ctx: int
@@ -44,8 +47,8 @@ class Layout:
     @classmethod
     def plan(cls, n_ctx: int, sink: int, *, slot: int | None = None,
              headroom: int | None = None) -> Layout:
-        """Default slot: a quarter of the window; headroom for a question and an answer."""
-        slot = n_ctx // 4 if slot is None else slot
+        """Default slot: a quarter of the window, at most SLOT_MAX; headroom for a question and an answer."""
+        slot = min(n_ctx // 4, SLOT_MAX) if slot is None else slot
         headroom = max(64, n_ctx // 8) if headroom is None else headroom
         block = max(16, n_ctx // 8)
         layout = cls(n_ctx, sink, slot, headroom, block)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import re
 import sys
 import time
 from types import SimpleNamespace
@@ -25,7 +24,7 @@ from ikv_local import receipt
 from ikv_local.ask import ask, question_prompt
 from ikv_local.budget import MAX_KL, plan_model
 from ikv_local.engine import Engine, EngineConfig
-from ikv_local.haystack import FACT_NEEDLES, Needle, build, pass_key_needle
+from ikv_local.haystack import FACT_NEEDLES, Needle, build, names, pass_key_needle
 from ikv_local.ingest import ingest
 from ikv_local.kvcost import kv_bytes
 from ikv_local.model_file import resolve_model
@@ -39,9 +38,7 @@ MAX_TOKENS = 12
 
 
 def ok(answer: str, needle: Needle | str) -> bool:
-    """The answer names the fact: as a whole word or number ("186172" does not name 86172)."""
-    want = needle if isinstance(needle, str) else needle.answer
-    return re.search(rf"(?<![\w]){re.escape(want.lower())}(?![\w])", answer.lower()) is not None
+    return names(answer, needle if isinstance(needle, str) else needle.answer)
 
 
 def summarise(rows: list[dict], ratios: list[int]) -> list[dict[str, object]]:  # type: ignore[type-arg]

@@ -12,7 +12,7 @@ from ikv_local.filing import Origin
 from ikv_local.fingerprint import model_fingerprint
 from ikv_local.haystack import build, pass_key_needle
 from ikv_local.record import Role
-from ikv_local.window import Layout, Window, WindowTooSmall
+from ikv_local.window import SLOT_MAX, Layout, Window, WindowTooSmall
 
 
 def test_layout_defaults_and_a_window_too_small():
@@ -21,6 +21,14 @@ def test_layout_defaults_and_a_window_too_small():
     assert lay.recent_start == 513 and lay.recent_capacity == 2048 - 1 - 512 - 256
     with pytest.raises(WindowTooSmall, match="larger -c"):
         Layout.plan(128, 1)
+
+
+def test_a_large_window_caps_its_slot_unless_one_is_asked_for():
+    assert Layout.plan(4096, 1).slot == 1024
+    big = Layout.plan(17920, 1)
+    assert big.slot == SLOT_MAX < 17920 // 4
+    assert big.recent_capacity == 17920 - 1 - SLOT_MAX - 17920 // 8
+    assert Layout.plan(17920, 1, slot=4480).slot == 4480
 
 
 @pytest.fixture(scope="module")
