@@ -33,7 +33,7 @@ class WindowTooSmall(IkvError):
     exit_code = 3
 
 
-SLOT_MAX = 1024  # recalled tokens: decoding a larger slot costs seconds per question (docs/budget.md)
+SLOT_MAX = 2048  # a larger slot recalled no more in scripts/slot_cap.py and cost seconds per question
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,14 @@ def test_an_answer_ends_where_the_model_starts_copying_the_slot_framing(session)
     finally:
         session.window.truncate(start)
     assert got.stopped == "stop" and "(end" not in got.text, got.text
+
+
+def test_slot_max_fills_only_that_much_of_the_slot(session, book):
+    from ikv_local.ask import recall_spans
+    from ikv_local.recall import RecallSettings
+
+    key = book.needles[0]
+    whole, _ = recall_spans(session, key.question, RecallSettings())
+    small, spans = recall_spans(session, key.question, RecallSettings(slot_max=96))
+    assert len(whole) > 96 >= len(small) > 0
+    assert any(key.answer in s.text for s in spans)  # the best span still comes first
