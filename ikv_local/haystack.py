@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 SUBJECTS = [
@@ -57,6 +58,10 @@ class Needle:
     def named_in(self, text: str) -> bool:
         """The text names the answer as a whole word or number ("186172" does not name 86172)."""
         return names(text, self.answer)
+
+    def found_in(self, texts: Iterable[str]) -> bool:
+        """The answer appears in one of the texts (recalled spans), in any case."""
+        return any(self.answer.lower() in t.lower() for t in texts)
 
 
 def names(text: str, want: str) -> bool:

@@ -70,7 +70,7 @@ def main() -> int:
                 for cap in caps:
                     g = ask(s, q, max_tokens=MAX_TOKENS, settings=RecallSettings(slot_max=cap))
                     rows.append({"cap": cap, "q": q, "answer": g.text, "ok": nd.named_in(g.text),
-                                 "in_slot": any(nd.answer.lower() in sp.text.lower() for sp in g.recalled),
+                                 "in_slot": nd.found_in(sp.text for sp in g.recalled),
                                  "recall_ms": round(g.recall_seconds * 1000, 1)})
                     print(f"  cap {cap:>5}: {rows[-1]['recall_ms']:>8.0f} ms in_slot={rows[-1]['in_slot']} "
                           f"ok={rows[-1]['ok']} {q[:40]!r} -> {g.text.strip()[:30]!r}", flush=True)

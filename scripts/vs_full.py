@@ -145,7 +145,7 @@ def main() -> int:
                     "ratio": ratio, "budget_bytes": budget, "kv_bytes": kv, "window": c.n_ctx,
                     "type_k": c.type_k, "type_v": c.type_v, "ingest_seconds": round(ingest_s, 1),
                     "answers": [{"q": nd.question, "answer": g.text, "ok": h,
-                                 "in_slot": any(nd.answer.lower() in sp.text.lower() for sp in g.recalled)}
+                                 "in_slot": nd.found_in(sp.text for sp in g.recalled)}
                                 for nd, g, h in zip(needles, got, hits)]})
                 log(f"  {ratio}x less ({kv / 2**20:.1f} MiB: {c.n_ctx:,} cells {c.type_k}/{c.type_v}): "
                     f"{sum(hits)}/{len(needles)} in {ingest_s:.0f} s")

@@ -13,6 +13,12 @@ def test_an_answer_names_a_fact_only_as_a_whole_word_or_number():
     assert FACT_NEEDLES[0].named_in(FACT_NEEDLES[0].fact.upper())
 
 
+def test_a_fact_is_found_in_recalled_text_in_any_case():
+    fact = FACT_NEEDLES[0]
+    assert fact.found_in(["nothing here", fact.fact.upper()])
+    assert not fact.found_in(["nothing here", ""])
+
+
 def test_needles_land_at_their_depths_and_the_filler_is_seeded():
     needles = [pass_key_needle(1), FACT_NEEDLES[0]]
     hay = build(200, needles, [0.25, 0.75], seed=5)
