@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.kvquality import Damage, damage
-from ikv_local.plan import BudgetTooSmall, Option, choose, options
+from ikv_local.plan import BudgetTooSmall, Option, choose, format_size, options
 
 MAX_KL = 0.02  # nats per token; q8_0 K keeps well inside it on the demo model, q4_0 K does not
 
@@ -30,8 +30,8 @@ class Plan:
         quality = ("exact (f16)" if d is None else
                    f"KL {d.kl_mean:.4f} nats/token, top-1 {d.top1_agree:.1%} vs f16")
         fa = ", flash attention" if c.flash_attn else ""
-        return (f"plan for {self.budget / 2**20:,.1f} MiB: window {c.n_ctx:,} cells, "
-                f"K {c.type_k} / V {c.type_v}{fa}, {c.kv_bytes / 2**20:,.1f} MiB; {quality}")
+        return (f"plan for {format_size(self.budget)}: window {c.n_ctx:,} cells, "
+                f"K {c.type_k} / V {c.type_v}{fa}, {format_size(c.kv_bytes)}; {quality}")
 
     def to_dict(self) -> dict[str, object]:
         def row(o: Option) -> dict[str, object]:
@@ -87,5 +87,5 @@ def check_fits(name: str, kv_bytes: int, n_ctx: int, type_k: str, type_v: str, b
     if kv_bytes > budget:
         raise BudgetTooSmall(
             f"session {name!r} holds a {n_ctx:,}-cell window at K {type_k} / V {type_v} "
-            f"({kv_bytes / 2**20:,.1f} MiB), over --kv-budget {budget / 2**20:,.1f} MiB; a session "
+            f"({format_size(kv_bytes)}), over --kv-budget {format_size(budget)}; a session "
             "keeps the window it was made with: raise the budget or start a new session")

@@ -31,14 +31,6 @@ CtxOpt = Annotated[int, typer.Option("-c", "--ctx-size", help="Context size in t
 NglOpt = Annotated[int, typer.Option("-ngl", "--n-gpu-layers", help="Layers to offload to the GPU.")]
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n}"
-
-
 @app.command()
 def info(
     model: ModelArg = None,
@@ -56,6 +48,7 @@ def info(
     from ikv_local.engine import Engine, EngineConfig
     from ikv_local.info import SIZES, model_info
     from ikv_local.model_file import resolve_model
+    from ikv_local.plan import format_size
 
     err = Console(stderr=True)
     with err.status("loading model"):
@@ -68,7 +61,7 @@ def info(
     f = report.facts
     out = Console()
     facts = Table(title=f"{f.name or f.arch}  ({f.description})", show_header=False)
-    facts.add_row("file", f"{f.path} ({_fmt_bytes(f.file_bytes)})")
+    facts.add_row("file", f"{f.path} ({format_size(f.file_bytes)})")
     facts.add_row("architecture", f"{f.arch}, {f.n_params / 1e6:,.0f}M parameters")
     facts.add_row("layers", f"{f.n_layer} (embedding {f.n_embd}, {f.n_head} query heads)")
     kv_heads = sorted({(lay.n_head_kv, lay.head_dim_k, lay.head_dim_v) for lay in f.layers})
@@ -104,15 +97,15 @@ def info(
             c.cache_type,
             f"{c.bytes_per_token:,}",
             "—" if c.measured_bytes_per_token is None else f"{c.measured_bytes_per_token:,.0f}",
-            _fmt_bytes(c.tokens_100k),
-            _fmt_bytes(c.tokens_1m),
+            format_size(c.tokens_100k),
+            format_size(c.tokens_1m),
         ]
         if f.swa_layers:
-            row.append(_fmt_bytes(c.tokens_1m_swa_trimmed))
+            row.append(format_size(c.tokens_1m_swa_trimmed))
         costs.add_row(*row)
     archive = report.archive_bytes_per_token
-    row = ["ikv archive", f"{archive}", "", _fmt_bytes(archive * SIZES[0]), _fmt_bytes(archive * SIZES[1])]
-    costs.add_row(*(row + ([_fmt_bytes(archive * SIZES[1])] if f.swa_layers else [])))
+    row = ["ikv archive", f"{archive}", "", format_size(archive * SIZES[0]), format_size(archive * SIZES[1])]
+    costs.add_row(*(row + ([format_size(archive * SIZES[1])] if f.swa_layers else [])))
     out.print(costs)
 
 
@@ -130,6 +123,8 @@ def plan_cmd(
     from rich.console import Console
     from rich.table import Table
 
+    from ikv_local.plan import format_size
+
     err = Console(stderr=True)
     cli_session.budget_bytes(kv_budget)
     plan = cli_session.planned(model, kv_budget, max_kl, ctx_size, threads, n_gpu_layers, err,
@@ -137,7 +132,7 @@ def plan_cmd(
     if json_out:
         print(json.dumps(plan.to_dict()))
         return
-    table = Table(title=f"KV budget {_fmt_bytes(plan.budget)}: one option per cache pair "
+    table = Table(title=f"KV budget {format_size(plan.budget)}: one option per cache pair "
                         f"(damage bound: mean KL ≤ {plan.max_kl:g} nats/token vs f16)")
     for col in ("K", "V", "window", "KV", "flash attn", "KL vs f16", "KL p95", "top-1 vs f16", ""):
         table.add_column(col, justify="left" if col in ("K", "V", "") else "right")
@@ -145,7 +140,7 @@ def plan_cmd(
         d = plan.damage.get((o.type_k, o.type_v))
         ref = o.type_k == o.type_v == "f16"
         table.add_row(
-            o.type_k, o.type_v, f"{o.n_ctx:,}", _fmt_bytes(o.kv_bytes), "yes" if o.flash_attn else "",
+            o.type_k, o.type_v, f"{o.n_ctx:,}", format_size(o.kv_bytes), "yes" if o.flash_attn else "",
             "0 (ref.)" if ref else "—" if d is None else f"{d.kl_mean:.4f}",
             "" if ref or d is None else f"{d.kl_p95:.4f}",
             "" if ref or d is None else f"{d.top1_agree:.1%}",

@@ -36,6 +36,15 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[unit])
 
 
+def format_size(n: float) -> str:
+    """Bytes for people: '128.0 MiB', '1.0 KiB', '512 B'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n}"
+
+
 @dataclass(frozen=True)
 class Option:
     type_k: str
@@ -87,7 +96,7 @@ def choose(found: Sequence[Option], budget: int, max_kl: float) -> Option:
         if acceptable(option, max_kl):
             return option
     if not found:
-        raise BudgetTooSmall(f"a KV budget of {budget / 2**20:,.1f} MiB holds no window of "
+        raise BudgetTooSmall(f"a KV budget of {format_size(budget)} holds no window of "
                              "512 cells or more at any cache type; raise --kv-budget")
-    raise BudgetTooSmall(f"a KV budget of {budget / 2**20:,.1f} MiB fits only cache types whose "
+    raise BudgetTooSmall(f"a KV budget of {format_size(budget)} fits only cache types whose "
                          f"measured damage is above {max_kl:g} (or unmeasured); raise --kv-budget")
