@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.kvquality import Damage, damage
-from ikv_local.plan import BudgetTooSmall, Option, choose, format_size, options
+from ikv_local.plan import BudgetTooSmall, Option, choose, options
+from ikv_local.sizes import format_size
 
 MAX_KL = 0.02  # nats per token; q8_0 K keeps well inside it on the demo model, q4_0 K does not
 

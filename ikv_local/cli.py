@@ -14,6 +14,7 @@ import typer
 
 from ikv_local import cli_chat, cli_session
 from ikv_local.errors import IkvError
+from ikv_local.sizes import format_size
 
 app = typer.Typer(
     name="ikv",
@@ -48,7 +49,6 @@ def info(
     from ikv_local.engine import Engine, EngineConfig
     from ikv_local.info import SIZES, model_info
     from ikv_local.model_file import resolve_model
-    from ikv_local.plan import format_size
 
     err = Console(stderr=True)
     with err.status("loading model"):
@@ -123,7 +123,6 @@ def plan_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from ikv_local.plan import format_size
 
     err = Console(stderr=True)
     cli_session.budget_bytes(kv_budget)

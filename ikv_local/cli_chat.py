@@ -15,9 +15,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ikv_local.cli_session import (BudgetOpt, JsonOpt, MaxKlOpt, NglOpt, ThreadsOpt, _excerpt, _size,
+from ikv_local.cli_session import (BudgetOpt, JsonOpt, MaxKlOpt, NglOpt, ThreadsOpt, _excerpt,
                                    budget_bytes, check_budget, planned)
 from ikv_local.errors import IkvError
+from ikv_local.sizes import format_size
 
 HELP = """\
 /help              this list
@@ -156,8 +157,8 @@ class Shell:
         table.add_row("  sink", f"{m.sink:,} (BOS and system prompt)")
         table.add_row("  recall slot", f"{m.slot:,} of {m.slot_capacity:,}")
         table.add_row("  recent", f"{m.recent:,} of {m.recent_capacity:,}")
-        table.add_row("archived", f"{m.archived:,} tokens, {_size(m.archive_bytes)} on disk")
-        table.add_row("saved window", _size(m.window_file_bytes))
+        table.add_row("archived", f"{m.archived:,} tokens, {format_size(m.archive_bytes)} on disk")
+        table.add_row("saved window", format_size(m.window_file_bytes))
         table.add_row("in all", f"{m.tokens:,} tokens; turns: {m.turns}; documents: {m.documents}")
         self.info.print(table)
 

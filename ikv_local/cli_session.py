@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from ikv_local.errors import IkvError
+from ikv_local.sizes import format_size
 
 SessionOpt = Annotated[str, typer.Option("--session", "-s", help="Session name.")]
 ModelOpt = Annotated[
@@ -36,7 +37,7 @@ def planned(model: str | None, kv_budget: str, max_kl: float | None, ctx_cap: in
 
     from ikv_local.budget import MAX_KL, plan_model
     from ikv_local.model_file import resolve_model
-    from ikv_local.plan import parse_size
+    from ikv_local.sizes import parse_size
 
     budget = parse_size(kv_budget)
     path = str(resolve_model(model))
@@ -65,7 +66,7 @@ def planned(model: str | None, kv_budget: str, max_kl: float | None, ctx_cap: in
 
 def budget_bytes(kv_budget: str | None) -> int | None:
     """`--kv-budget` read before anything is loaded, so a typo costs nothing."""
-    from ikv_local.plan import parse_size
+    from ikv_local.sizes import parse_size
 
     return None if kv_budget is None else parse_size(kv_budget)
 
@@ -326,10 +327,6 @@ sessions = typer.Typer(help="Sessions on disk: list, show, rename, remove, expor
                        no_args_is_help=True)
 
 
-def _size(n: int) -> str:
-    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 1024:,.1f} KiB"
-
-
 @sessions.command("list")
 def sessions_list(json_out: JsonOpt = False) -> None:
     """Every session, newest first, without loading a model."""
@@ -351,7 +348,7 @@ def sessions_list(json_out: JsonOpt = False) -> None:
         table.add_column(col, justify="right" if col in numbers else "left")
     for i in infos:
         table.add_row(i.name, i.problem or i.model, f"{i.n_ctx:,}", str(i.turns), str(i.documents),
-                      f"{i.tokens:,}", f"{i.archived_tokens:,}", _size(i.disk_bytes), i.updated)
+                      f"{i.tokens:,}", f"{i.archived_tokens:,}", format_size(i.disk_bytes), i.updated)
     Console().print(table)
 
 
@@ -381,7 +378,7 @@ def sessions_show(name: Annotated[str, typer.Argument(help="Session name.")],
     table.add_row("turns", str(info.turns))
     if meta.get("system"):
         table.add_row("system prompt", meta["system"])
-    table.add_row("on disk", _size(info.disk_bytes))
+    table.add_row("on disk", format_size(info.disk_bytes))
     table.add_row("updated", info.updated)
     for d in docs:
         state = "" if d.get("complete") else " (interrupted)"
@@ -403,7 +400,7 @@ def sessions_rm(name: Annotated[str, typer.Argument(help="Session name.")],
             raise typer.BadParameter("refusing to delete without --yes when not on a terminal",
                                      param_hint="--yes")
         typer.confirm(f"Delete session {name!r} ({info.tokens:,} tokens, "
-                      f"{_size(info.disk_bytes)})?", abort=True)
+                      f"{format_size(info.disk_bytes)})?", abort=True)
     remove_session(name)
     _err_console().print(f"deleted session {name!r}")
 
@@ -447,8 +444,8 @@ def sessions_prune(
     note = (f"; {result.in_window:,} tokens inside the cut are in the hot window and stay"
             if result.in_window else "")
     err.print(f"session {name!r}: forgot {result.tokens:,} archived tokens, {result.turns} turn(s), "
-              f"{result.documents} whole document(s); archive {_size(result.bytes_before)} → "
-              f"{_size(result.bytes_after)}{note}", markup=False, highlight=False)
+              f"{result.documents} whole document(s); archive {format_size(result.bytes_before)} → "
+              f"{format_size(result.bytes_after)}{note}", markup=False, highlight=False)
 
 
 @sessions.command("export")
@@ -472,7 +469,7 @@ def sessions_export(
         write_atomic(out, text.encode())
     except OSError as exc:
         raise IkvError(f"cannot write {out}: {exc.strerror or exc}") from None
-    _err_console().print(f"wrote {out} ({_size(len(text.encode()))})", markup=False)
+    _err_console().print(f"wrote {out} ({format_size(len(text.encode()))})", markup=False)
 
 
 @sessions.command("reindex")
@@ -491,7 +488,7 @@ def sessions_reindex(name: Annotated[str, typer.Argument(help="Session name.")],
            else "no lists needed: an archive this small is scanned exactly")
     err.print(f"session {name!r}: {result.records:,} records ({result.damaged:,} damaged, not "
               f"served); index rebuilt in {result.seconds:.1f} s, {how}, "
-              f"{_size(result.index_bytes)}", markup=False)
+              f"{format_size(result.index_bytes)}", markup=False)
 
 
 @sessions.command("rename")

@@ -26,7 +26,8 @@ from ikv_local.ingest import ingest
 from ikv_local.model_file import resolve_model
 from ikv_local.passkey import ANSWER_PREFIX, QUESTION, document
 from ikv_local.paths import temporary_home
-from ikv_local.plan import Option, parse_size
+from ikv_local.plan import Option
+from ikv_local.sizes import parse_size
 from ikv_local.session import OpenOptions, Session
 
 DECODE_STEPS = 32

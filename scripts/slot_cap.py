@@ -27,7 +27,7 @@ from ikv_local.ingest import ingest
 from ikv_local.model_file import resolve_model
 from ikv_local.passkey import TOKENS_PER_SENTENCE
 from ikv_local.paths import temporary_home
-from ikv_local.plan import parse_size
+from ikv_local.sizes import parse_size
 from ikv_local.recall import RecallSettings
 from ikv_local.session import OpenOptions, Session
 

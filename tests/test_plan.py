@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ikv_local.errors import IkvError
 from ikv_local.facts import LayerFacts
-from ikv_local.plan import BudgetTooSmall, choose, options, parse_size
+from ikv_local.plan import BudgetTooSmall, choose, options
 
 # the demo model: 18 layers of 1 KV head × 256 (15 sliding-window, kept full-size by ikv)
 GEMMA = [LayerFacts(i, 1, 256, 256, i % 6 != 5, 10000.0, 1.0, 256) for i in range(18)]
 MIB = 2**20
-
-
-def test_sizes():
-    assert parse_size("256MiB") == 256 * MIB
-    assert parse_size("1.5 GiB") == int(1.5 * 2**30)
-    assert parse_size("300MB") == 300_000_000
-    assert parse_size("4096") == 4096
-    for bad in ("", "lots", "12 parsecs", "-5MiB"):
-        with pytest.raises(IkvError, match="not a size"):
-            parse_size(bad)
 
 
 def test_windows_per_cache_type_match_ikv_info_bytes_per_token():
