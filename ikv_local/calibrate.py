@@ -74,7 +74,7 @@ def _read_all_keys(engine: Engine, tokens: list[int]) -> dict[int, np.ndarray]:
         state = read_cells(engine, 0, len(chunk))
         for lay in engine.facts.layers:
             pos, rows = state.layer(lay.index)
-            keys = unrope(rows.k, pos, lay, engine.facts.rope_type)
+            keys = unrope(rows.k, pos, lay, engine.facts.rope_type, engine.facts.rope)
             parts[lay.index].append(keys if start == 0 else keys[1:])
     engine.clear()
     return {layer: np.concatenate(p) for layer, p in parts.items()}

@@ -49,6 +49,7 @@ def info(
     from ikv_local.engine import Engine, EngineConfig
     from ikv_local.info import SIZES, model_info
     from ikv_local.model_file import resolve_model
+    from ikv_local.support import verdict
 
     err = Console(stderr=True)
     with err.status("loading model"):
@@ -83,6 +84,7 @@ def info(
     facts.add_row("KV cache can shift", "yes" if f.can_shift else "no: ikv cannot roll its window")
     facts.add_row("chat template", "yes" if f.has_chat_template else "none (plain completion prompt)")
     facts.add_row("vocabulary", f"{f.n_vocab:,} tokens")
+    facts.add_row("ikv memory", verdict(f))
     out.print(facts)
     costs = Table(title="KV cache per token, all layers (ikv keeps the SWA cache full-size)")
     costs.add_column("cache")

@@ -19,22 +19,26 @@ import llama_cpp
 import numpy as np
 
 from ikv_local import llama_log
+from ikv_local.cxx_runtime import loaded_in_wrong_order
 from ikv_local.errors import ContextTooLarge, EngineError, IkvError, ModelError
 from ikv_local.facts import (
     ROPE_TYPES,
     LayerFacts,
     ModelFacts,
+    RopeFacts,
     parse_cache_layers,
+    parse_context,
     parse_print_info,
     parse_rotation,
     per_layer,
 )
 from ikv_local.kvcost import bytes_per_token, cache_type
-from ikv_local.model_file import check_gguf
+from ikv_local.model_file import check_gguf, rope_factor_tensors
 from ikv_local.prompt import ChatFormat, Message, format_chat
 from ikv_local.sampling import SamplingParams, build_sampler
 
 _backend_ready = False
+YARN_KEY_ARCHS = ("grok", "mistral3")  # the rest keep llama.cpp's YaRN defaults
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,11 @@ def _load_model(path: Path, n_gpu_layers: int) -> tuple[ctypes.c_void_p, list[st
         raise ModelError(
             f"unknown model architecture '{arch}': llama-cpp-python "
             f"{llama_cpp.__version__} cannot run {path}"
+        )
+    if "bad_cast" in lowered and loaded_in_wrong_order():
+        raise ModelError(
+            f"llama.cpp could not load {path}: usearch was imported before ikv_local, and its own "
+            "C++ runtime breaks llama.cpp's tokenizer; import ikv_local first (docs/engine.md)"
         )
     if "file bounds" in lowered or "incomplete" in lowered or "failed to read" in lowered:
         raise ModelError(f"truncated or corrupt GGUF file: {path}")
@@ -202,8 +211,9 @@ class Engine:
         n_head_kv, k_gqa, v_gqa = shape
         n_layer = len(k_gqa)
         _, swa_layers = parse_cache_layers(ctx_log)
-        base = float(info.get("freq_base_train", "0"))
-        scale = float(info.get("freq_scale_train", "1"))
+        ctx = parse_context(ctx_log)
+        base = float(ctx.get("freq_base") or info.get("freq_base_train", "0"))
+        scale = float(ctx.get("freq_scale") or info.get("freq_scale_train", "1"))
         base_swa = float(info.get("freq_base_swa", base))
         scale_swa = float(info.get("freq_scale_swa", scale))
         n_rot = int(info.get("n_rot", "0"))
@@ -243,6 +253,37 @@ class Engine:
             hybrid=bool(llama_cpp.llama_model_is_hybrid(m)),
             has_chat_template=self.chat_template() is not None,
             layers=layers,
+            rope=self._rope_facts(info, ctx),
+        )
+
+    def _rope_facts(self, info: dict[str, str], ctx: dict[str, str]) -> RopeFacts:
+        """What the context rotates keys with beyond base and scale (llama-context.cpp's cparams)."""
+        m = self._model
+        arch = _meta(m, "general.architecture")
+        scaling = info.get("rope scaling", "none")
+
+        def key(name: str, default: float) -> float:
+            # llama.cpp reads the YaRN keys only for the architectures that set them
+            value = _meta(m, f"{arch}.rope.scaling.{name}") if arch in YARN_KEY_ARCHS else ""
+            return float(value) if value else default
+
+        ext = key("yarn_ext_factor", -1.0) if arch == "grok" else -1.0
+        n_ctx_orig = int(info.get("n_ctx_orig_yarn") or llama_cpp.llama_model_n_ctx_train(m))
+        n_ctx_seq = int(ctx.get("n_ctx_seq") or self.n_ctx)
+        tensors = rope_factor_tensors(self.path)
+        if "rope_freqs.weight" in tensors:
+            name = "rope_freqs.weight"
+        elif n_ctx_seq > n_ctx_orig:
+            name = "rope_factors_long.weight"
+        else:
+            name = "rope_factors_short.weight"
+        return RopeFacts(
+            ext_factor=ext if ext >= 0 else (1.0 if scaling == "yarn" else 0.0),
+            beta_fast=key("yarn_beta_fast", 8.0 if arch == "grok" else 32.0),
+            beta_slow=key("yarn_beta_slow", 1.0),
+            n_ctx_orig=n_ctx_orig,
+            freq_factors=tensors.get(name),
+            factors_from=name if name in tensors else "",
         )
 
     def close(self) -> None:

@@ -36,6 +36,26 @@ class LayerFacts:
 
 
 @dataclass(frozen=True)
+class RopeFacts:
+    """How llama.cpp's context rotates keys beyond each layer's base, scale and n_rot.
+
+    The context's values, not the file's: llama.cpp fills YaRN's defaults (ext_factor 1 under
+    YaRN scaling, beta 32 / 1) and picks LongRoPE's long or short factors by the context size.
+    """
+
+    ext_factor: float = 0.0
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    n_ctx_orig: int = 0
+    freq_factors: tuple[float, ...] | None = None  # per rotated pair: theta / factor
+    factors_from: str = ""  # the GGUF tensor they came from
+
+    def factors_for(self, layer: LayerFacts) -> tuple[float, ...] | None:
+        """Every rope-carrying layer shares the one factors tensor (llama.cpp duplicates it)."""
+        return self.freq_factors if self.freq_factors and len(self.freq_factors) >= layer.n_rot // 2 else None
+
+
+@dataclass(frozen=True)
 class ModelFacts:
     path: str
     arch: str
@@ -56,6 +76,7 @@ class ModelFacts:
     hybrid: bool
     has_chat_template: bool
     layers: tuple[LayerFacts, ...] = field(default_factory=tuple)
+    rope: RopeFacts = field(default_factory=RopeFacts)
 
     @property
     def swa_layers(self) -> list[int]:
@@ -73,6 +94,7 @@ class ModelFacts:
 
 
 _INFO = re.compile(r"^print_info:\s+(.+?)\s+=\s+(.*)$")
+_CONTEXT = re.compile(r"^llama_context:\s+(\w+)\s+=\s+(\S+)")
 _LAYER_DEV = re.compile(r"layer\s+(\d+): dev = ")
 
 
@@ -83,6 +105,16 @@ def parse_print_info(lines: list[str]) -> dict[str, str]:
         m = _INFO.match(line.strip())
         if m:
             out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def parse_context(lines: list[str]) -> dict[str, str]:
+    """`llama_context: key = value` lines: the values the context really runs with."""
+    out: dict[str, str] = {}
+    for line in lines:
+        m = _CONTEXT.match(line.strip())
+        if m:
+            out[m.group(1)] = m.group(2)
     return out
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.facts import ModelFacts
 from ikv_local.kvcost import ARCHIVE_BYTES_PER_TOKEN, bytes_per_token, kv_bytes
+from ikv_local.support import verdict
 
 INFO_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 SIZES = (100_000, 1_000_000)
@@ -40,6 +41,7 @@ class ModelInfo:
     def to_dict(self) -> dict[str, object]:
         return {
             "facts": self.facts.to_dict(),
+            "memory": verdict(self.facts),
             "n_ctx": self.n_ctx,
             "costs": [asdict(c) for c in self.costs],
             "archive_bytes_per_token": self.archive_bytes_per_token,

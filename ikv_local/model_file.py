@@ -7,11 +7,14 @@ matches, so a crash never leaves a half-written model behind.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ikv_local.errors import ModelError
 from ikv_local.paths import cache_dir
@@ -122,3 +125,51 @@ def resolve_model(name: str | os.PathLike[str] | None) -> Path:
     if name is None or str(name) == "":
         return demo_model_path()
     return check_gguf(Path(name).expanduser())
+
+
+
+ROPE_FACTOR_TENSORS = ("rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight")
+GGML_TYPE_F32 = 0
+
+
+class _GgufInitParams(ctypes.Structure):
+    _fields_ = [("no_alloc", ctypes.c_bool), ("ctx", ctypes.c_void_p)]
+
+
+def rope_factor_tensors(path: Path) -> dict[str, tuple[float, ...]]:
+    """Per-pair rope frequency factors the GGUF carries: Llama 3's `rope_freqs`, LongRoPE's long
+    and short. llama.cpp's API does not expose them; ggml's own GGUF reader finds them without
+    walking the vocabulary (the `gguf` package's reader takes seconds on a 262k-token one)."""
+    from llama_cpp._ggml import libggml
+
+    init = libggml.gguf_init_from_file
+    init.argtypes, init.restype = [ctypes.c_char_p, _GgufInitParams], ctypes.c_void_p
+    libggml.gguf_find_tensor.argtypes, libggml.gguf_find_tensor.restype = [ctypes.c_void_p, ctypes.c_char_p], ctypes.c_int64
+    for name in ("gguf_get_tensor_offset", "gguf_get_tensor_size"):
+        fn = getattr(libggml, name)
+        fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_int64], ctypes.c_size_t
+    libggml.gguf_get_tensor_type.argtypes, libggml.gguf_get_tensor_type.restype = [ctypes.c_void_p, ctypes.c_int64], ctypes.c_int
+    libggml.gguf_get_data_offset.argtypes, libggml.gguf_get_data_offset.restype = [ctypes.c_void_p], ctypes.c_size_t
+    libggml.gguf_free.argtypes, libggml.gguf_free.restype = [ctypes.c_void_p], None
+
+    ctx = init(str(path).encode(), _GgufInitParams(True, None))
+    if not ctx:
+        raise ModelError(f"cannot read the tensors of {path}")
+    found: dict[str, tuple[int, int]] = {}
+    try:
+        for name in ROPE_FACTOR_TENSORS:
+            tid = libggml.gguf_find_tensor(ctx, name.encode())
+            if tid < 0:
+                continue
+            if libggml.gguf_get_tensor_type(ctx, tid) != GGML_TYPE_F32:
+                raise ModelError(f"{path}: {name} is not float32")
+            start = libggml.gguf_get_data_offset(ctx) + libggml.gguf_get_tensor_offset(ctx, tid)
+            found[name] = (start, libggml.gguf_get_tensor_size(ctx, tid))
+    finally:
+        libggml.gguf_free(ctx)
+    out = {}
+    with path.open("rb") as f:
+        for name, (start, size) in found.items():
+            f.seek(start)
+            out[name] = tuple(float(x) for x in np.frombuffer(f.read(size), dtype="<f4"))
+    return out

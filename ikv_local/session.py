@@ -29,6 +29,7 @@ from typing import Any
 
 from ikv_local.archive import Archive, write_atomic
 from ikv_local.calibrate import sketch_spec
+from ikv_local.support import check as check_memory
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.errors import IkvError, ModelError
 from ikv_local.fingerprint import model_fingerprint
@@ -174,6 +175,7 @@ class Session:
                                                 n_gpu_layers=opts.n_gpu_layers,
                                                 type_k=type_k, type_v=type_v,
                                                 flash_attn=True if type_v != "f16" else None))
+        check_memory(self.engine.facts)
         fp = model_fingerprint(self.engine)
         if exists and self.meta["model"]["fingerprint"]["sha"] != fp["sha"]:
             made = self.meta["model"]["fingerprint"]

@@ -77,7 +77,7 @@ def unit_keys(state: SeqState, facts: ModelFacts, units: tuple[tuple[int, int], 
     per_layer: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for layer in sorted({u[0] for u in units}):
         pos, rows = state.layer(layer)
-        per_layer[layer] = (pos, unrope(rows.k, pos, facts.layers[layer], facts.rope_type))
+        per_layer[layer] = (pos, unrope(rows.k, pos, facts.layers[layer], facts.rope_type, facts.rope))
         positions = pos if positions is None else np.intersect1d(positions, pos)
     assert positions is not None
     out = []
