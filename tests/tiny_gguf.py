@@ -7,7 +7,7 @@ sliding-window layout, and the per-pair factor tensors (Llama 3.1's `rope_freqs`
 `rope_factors_long`/`_short`). The vocabulary is copied from a real GGUF so the file tokenizes:
 `spm` the Gemma 3 demo model's SentencePiece vocab (262,144 tokens), `bpe` SmolLM2's (49,152).
 
-    python tests/tiny_gguf.py SPM.gguf BPE.gguf OUT_DIR    # every family, 7-19 MB each
+    python tests/tiny_gguf.py SPM.gguf BPE.gguf OUT_DIR    # every family, 5-26 MB each
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def llama3_rope_freqs(head_dim: int, base: float = 500000.0, factor: float = 8.0
         elif wavelen > low_wavelen:
             out.append(factor)
         else:
-            smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+            smooth = (old_context_len / wavelen - low_freq_factor) / (
+                high_freq_factor - low_freq_factor)
             out.append(1 / ((1 - smooth) / factor + smooth))
     return np.array(out, dtype=np.float32)
 
@@ -248,7 +249,8 @@ def write(family: str, out: Path, *, spm: Path, bpe: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     w = GGUFWriter(out, arch=s.arch)
-    w.add_string("general.name", f"tiny random {family}")
+    # not "phi3": llama.cpp retunes the tokens of a model so named, and needs Phi's "</s>" for it
+    w.add_string("general.name", f"tiny random {family}".replace("phi3", "Phi 3.5"))
     a = s.arch
     for key, value in {"context_length": s.n_ctx, "embedding_length": s.n_embd,
                        "block_count": s.n_layer, "feed_forward_length": s.n_ff,

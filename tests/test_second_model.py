@@ -1,0 +1,124 @@
+"""Every command on a second real model: SmolLM2-135M-Instruct (llama architecture, BPE
+vocabulary, 3 KV heads of 64, chat template), through the real CLI and the TUI's pilot.
+
+Gemma's SentencePiece vocabulary never reaches the code that usearch's C++ runtime broke;
+every BPE model does, so these tests also import usearch first in a child process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_ikv
+from ikv_local.haystack import build, pass_key_needle
+
+FILLER = build(40, [], [], seed=4).text.split(". ")
+
+
+def test_usearch_and_numkong_imported_first_then_the_model_loads(smollm_path):
+    code = (
+        "import usearch.compiled, usearch.index, numkong\n"
+        "from ikv_local.engine import Engine, EngineConfig\n"
+        f"e = Engine({str(smollm_path)!r}, EngineConfig(n_ctx=256))\n"
+        "t = e.tokenize('Hello, world! 1234', add_bos=True)\n"
+        "e.decode(t, 0)\n"
+        "print(len(t), e.detokenize(t))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split(None, 1)[1].strip() == "Hello, world! 1234"
+    # the CLI entered the same way
+    run = run_ikv("info", str(smollm_path), "--no-measure", "--json",
+                  code="import usearch.index, numkong\nfrom ikv_local.cli import main; main()")
+    assert run.returncode == 0, run.stderr
+
+
+def test_info_matches_the_gguf_and_says_memory_works(smollm_path):
+    from gguf import GGUFReader
+
+    run = run_ikv("info", str(smollm_path), "--json")
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    f = got["facts"]
+    fields = GGUFReader(smollm_path).fields
+    meta = {k: fields[k].contents() for k in fields if k.startswith("llama.")}
+    assert f["arch"] == "llama" and f["rope_type"] == "norm" and f["can_shift"]
+    assert f["n_layer"] == meta["llama.block_count"] == 30
+    assert f["n_ctx_train"] == meta["llama.context_length"] == 8192
+    assert {lay["n_head_kv"] for lay in f["layers"]} == {meta["llama.attention.head_count_kv"]} == {3}
+    assert {lay["head_dim_k"] for lay in f["layers"]} == {576 // 9}
+    assert {lay["rope_base"] for lay in f["layers"]} == {meta["llama.rope.freq_base"]}
+    assert f["has_chat_template"] and f["rope"]["freq_factors"] is None
+    assert got["memory"].startswith("yes")
+    for cost in got["costs"]:  # computed and llama.cpp's own state size agree
+        assert cost["bytes_per_token"] == pytest.approx(cost["measured_bytes_per_token"], abs=0.5)
+
+
+def test_plan_on_the_second_model(smollm_path):
+    run = run_ikv("plan", str(smollm_path), "--kv-budget", "16MiB", "--json")
+    assert run.returncode == 0, run.stderr
+    plan = json.loads(run.stdout)
+    chosen, f16 = plan["chosen"], next(o for o in plan["options"] if o["type_k"] == o["type_v"] == "f16")
+    assert chosen["kv_bytes"] <= 16 * 2**20 and chosen["n_ctx"] > f16["n_ctx"] >= 512
+    assert all(o["kl"] is not None for o in plan["options"])  # damage measured on this model
+    assert chosen["kl"] <= plan["max_kl"]
+
+
+def test_ingest_then_ask_recalls_what_left_the_window(smollm_path, tmp_path):
+    key = pass_key_needle(11)
+    doc = tmp_path / "doc.txt"
+    doc.write_text(build(140, [key], [0.05], seed=11).text)
+    run = run_ikv("ingest", str(doc), "--session", "s", "--model", str(smollm_path), "-c", "1024", "--json")
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["archived_tokens"] > 1000
+    run = run_ikv("ask", key.question, "--session", "s", "--json", "-n", "16")
+    assert run.returncode == 0, run.stderr
+    answer = json.loads(run.stdout)
+    assert any(key.answer in s["text"] and s["source"].endswith("doc.txt") for s in answer["recalled"])
+    # a session made with one model refuses another
+    run = run_ikv("ask", "x", "--session", "s", "--model", str(smollm_path.with_name("nope.gguf")))
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+
+
+def test_piped_chat_across_a_rolled_window(smollm_path):
+    turns = ["Please remember this: the vault code is 7316.",
+             *[". ".join(FILLER[3 * i : 3 * i + 3]) + "." for i in range(12)],
+             "What is the vault code?"]
+    cmd = [sys.executable, "-c", "from ikv_local.cli import main; main()", "chat", str(smollm_path),
+           "--session", "c", "-c", "512", "--temp", "0", "-n", "16", "--json"]
+    run = subprocess.run(cmd, input="\n".join(turns) + "\n", capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    objs = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(objs) == len(turns) and objs[-1]["archived_tokens"] > 512
+    assert any("7316" in s["text"] and s["source"] == "chat" for s in objs[-1]["recalled"])
+    # the chat template's end-of-turn closes every answer: none runs into the next turn
+    assert all("<|im_start|>" not in o["answer"] for o in objs)
+
+
+async def test_the_tui_on_the_second_model(smollm_path):
+    from ikv_local.chat import ChatSettings
+    from ikv_local.sampling import SamplingParams
+    from tui.app import IkvApp, TuiOptions
+    from tui.chat_view import Said
+
+    options = TuiOptions(model=str(smollm_path), n_ctx=512,
+                         chat=ChatSettings(max_tokens=16, params=SamplingParams.greedy()))
+    app = IkvApp("t", options)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        for text in ["Please remember this: the vault code is 7316.",
+                     *[". ".join(FILLER[3 * i : 3 * i + 3]) + "." for i in range(12)],
+                     "What is the vault code?"]:
+            app.query_one("#input").value = text
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        assert len(list(app.query(Said))) == 2 * 14
+        assert app.state.archived > 0
+        assert any("7316" in s["text"] for s in app.state.recalled)
