@@ -1,0 +1,116 @@
+"""Every mainstream family's rope, de-roped exactly as llama.cpp applied it, on tiny models.
+
+`tiny_gguf.py` writes a random-weight model per family with the family's real rope
+hyperparameters and factor tensors. Layer 0's keys depend only on the token, so the same text
+decoded at position p, alone in the cache, gives layer-0 keys that differ only by rotation:
+de-roped, they must agree with the text at position 0 (cosine ≥ 0.999), up to positions past
+100,000, and after llama.cpp's context shift moved the cells there. A single token alone in
+the cache attends only to itself, so every layer's key depends on the token alone: that checks
+the layers whose rope differs (Gemma's global layers, gpt-oss's sliding ones). Later layers of
+longer text are not compared: some models are not translation-invariant there (Ministral 3
+scales queries by absolute position; a random MoE router flips experts on rounding).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ikv_local.engine import Engine, EngineConfig
+from ikv_local.facts import ModelFacts, RopeFacts
+from ikv_local.readout import read_cells
+from ikv_local.rope import unrope
+from ikv_local.support import why_not
+from tiny_gguf import FAMILIES, expected, write
+
+TEXT = "The pass key is 52445. Remember it, 52445 is the pass key."
+POSITIONS = (1, 777, 32_768, 100_000, 131_000)
+SHIFT = 100_000
+# (family, context size): Phi-3's LongRoPE picks the long factors past its original context
+CASES = [(f, 256) for f in FAMILIES] + [("phi3", 8192)]
+CORRECTED = {"llama3-freqs", "qwen2-yarn", "phi3", "mistral3", "gpt-oss"}
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory, demo_path, smollm_path):
+    folder = tmp_path_factory.mktemp("tiny-models")
+    made: dict[str, Path] = {}
+
+    def model(family: str) -> Path:
+        if family not in made:
+            made[family] = write(family, folder / f"{family}.gguf", spm=demo_path, bpe=smollm_path)
+        return made[family]
+
+    return model
+
+
+def keys_at(e: Engine, tokens: list[int], pos: int, rope: RopeFacts | None = None,
+            shift: int = 0) -> dict[int, np.ndarray]:
+    """De-roped keys of every layer, [n, heads, dim], for `tokens` decoded at `pos` (then shifted)."""
+    e.clear()
+    e.decode(tokens, pos, logits_last=False)
+    if shift:
+        e.seq_add(0, 0, -1, shift)
+        e.decode(tokens[:1], 0, seq=1, logits_last=False)  # llama.cpp applies a shift at a decode
+        e.seq_rm(1)
+        pos += shift
+    state = read_cells(e, pos, pos + len(tokens))
+    out = {}
+    for lay in e.facts.layers:
+        positions, rows = state.layer(lay.index)
+        assert np.array_equal(positions, np.arange(pos, pos + len(tokens)))
+        out[lay.index] = unrope(rows.k, positions, lay, e.facts.rope_type,
+                                e.facts.rope if rope is None else rope)
+    return out
+
+
+def worst_cosine(a: dict[int, np.ndarray], b: dict[int, np.ndarray], layers: list[int] | None = None) -> float:
+    worst = 1.0
+    for layer, x in a.items():
+        if layers is not None and layer not in layers:
+            continue
+        y = b[layer]
+        cos = (x * y).sum(-1) / np.linalg.norm(x, axis=-1) / np.linalg.norm(y, axis=-1)
+        worst = min(worst, float(cos.min()))
+    return worst
+
+
+@pytest.mark.parametrize(("family", "n_ctx"), CASES)
+def test_keys_de_rope_to_the_same_key_at_any_position(tiny, family, n_ctx):
+    with Engine(tiny(family), EngineConfig(n_ctx=n_ctx, n_batch=64)) as e:
+        assert why_not(e.facts) is None
+        tokens = e.tokenize(TEXT, add_bos=True)
+        ref, one = keys_at(e, tokens, 0), keys_at(e, tokens[-1:], 0)
+        for pos in POSITIONS:
+            assert worst_cosine(ref, keys_at(e, tokens, pos), [0]) >= 0.999, (family, pos)
+            assert worst_cosine(one, keys_at(e, tokens[-1:], pos)) >= 0.999, (family, pos, "one")
+        assert worst_cosine(ref, keys_at(e, tokens, 0, shift=SHIFT), [0]) >= 0.999, (family, "shift")
+        assert worst_cosine(one, keys_at(e, tokens[-1:], 0, shift=SHIFT)) >= 0.999, (family, "shift")
+        far = keys_at(e, tokens, 100_000, rope=RopeFacts())
+        if family in CORRECTED:  # without the family's factors or YaRN, the keys drift
+            assert worst_cosine(ref, far, [0]) < 0.99, family
+
+
+@pytest.mark.parametrize(("family", "n_ctx"), CASES)
+def test_facts_match_what_the_file_says(tiny, family, n_ctx):
+    want = expected(family)
+    with Engine(tiny(family), EngineConfig(n_ctx=n_ctx, n_seq_max=1)) as e:
+        f: ModelFacts = e.facts
+    assert (f.arch, f.n_layer, f.n_embd, f.n_head, f.n_vocab) == (
+        want["arch"], want["n_layer"], want["n_embd"], want["n_head"], want["n_vocab"])
+    assert (f.rope_type, f.rope_scaling, f.n_ctx_train) == (want["rope"], want["rope_scaling"],
+                                                             want["n_ctx_train"])
+    assert f.swa_layers == want["swa_layers"]
+    for lay in f.layers:
+        assert (lay.n_head_kv, lay.head_dim_k, lay.n_rot) == (want["n_head_kv"], want["head_dim"], want["n_rot"])
+        base, scale = ("freq_base_swa", "freq_scale_swa") if lay.swa else ("freq_base", "freq_scale")
+        assert lay.rope_base == pytest.approx(want[base]) and lay.rope_scale == pytest.approx(want[scale])
+    assert f.rope.n_ctx_orig == want["n_ctx_orig_yarn"]
+    assert f.rope.ext_factor == (1.0 if want["rope_scaling"] == "yarn" else 0.0)
+    factors = ("rope_freqs.weight" if want["rope_freqs"] else
+               "rope_factors_long.weight" if want["rope_factors_long"] and n_ctx > want["n_ctx_orig_yarn"]
+               else "rope_factors_short.weight" if want["rope_factors_short"] else "")
+    assert f.rope.factors_from == factors
+    assert (f.rope.freq_factors is not None) == bool(factors)
