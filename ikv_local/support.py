@@ -16,9 +16,10 @@ def why_not(facts: ModelFacts) -> str | None:
     """The reason ikv cannot keep memory for this model, or None when it can."""
     if facts.recurrent or facts.hybrid:
         return "its recurrent layers keep no per-token KV cache to archive"
-    if not facts.can_shift:
-        return "llama.cpp cannot shift its KV cache, so the window cannot roll"
-    return unsupported(facts.rope_type, facts.rope_scaling)
+    why = unsupported(facts.rope_type, facts.rope_scaling)
+    if why is None and not facts.can_shift:
+        why = "llama.cpp cannot shift its KV cache, so the window cannot roll"
+    return why
 
 
 def verdict(facts: ModelFacts) -> str:

@@ -101,9 +101,10 @@ def main() -> int:
     ap.add_argument("--heat", default="0.25,0.5",
                     help="heat weights whose recall is scored beside the default (0) at each question")
     ap.add_argument("--rounds", type=int, default=1, help="ask every question this many times")
+    ap.add_argument("--model", default=None, help="a GGUF (default: the demo model)")
     ap.add_argument("--out", default="receipts")
     a = ap.parse_args()
-    model = resolve_model(None)
+    model = resolve_model(a.model)
     users = script(a.turns, a.seed)
     threads = os.cpu_count() or 1
     llm = llama_cpp.Llama(str(model), n_ctx=a.ctx_size, n_batch=512, n_threads=threads,
@@ -116,7 +117,7 @@ def main() -> int:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ikv-long-chat-") as home:
         os.environ["IKV_HOME"] = home
-        with Session("long", OpenOptions(create=True, n_ctx=a.ctx_size, system=a.system)) as s:
+        with Session("long", OpenOptions(model=str(model), create=True, n_ctx=a.ctx_size, system=a.system)) as s:
             chat = Chat(s, settings)
             for n, text in enumerate(users, 1):
                 turn, _ = chat.turn(text)
@@ -185,7 +186,7 @@ def main() -> int:
     }
     print(json.dumps({k: v for k, v in results.items() if k != "rows"}, indent=1))
     path = receipt.write("long_chat", results,
-                         {"model_sha256": receipt.file_sha256(model),
+                         {"model": model.name, "model_sha256": receipt.file_sha256(model),
                           "script_sha256": hashlib.sha256("\n".join(users).encode()).hexdigest()},
                          "python scripts/long_chat.py " + " ".join(sys.argv[1:]), out_dir=a.out)
     print(f"receipt: {path}")

@@ -13,6 +13,7 @@ scales queries by absolute position; a random MoE router flips experts on roundi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ from ikv_local.facts import ModelFacts, RopeFacts
 from ikv_local.readout import read_cells
 from ikv_local.rope import unrope
 from ikv_local.support import why_not
-from tiny_gguf import FAMILIES, expected, write
+from conftest import assert_one_line_error, run_ikv
+from tiny_gguf import FAMILIES, REFUSED, expected, write
 
 TEXT = "The pass key is 52445. Remember it, 52445 is the pass key."
 POSITIONS = (1, 777, 32_768, 100_000, 131_000)
@@ -114,3 +116,18 @@ def test_facts_match_what_the_file_says(tiny, family, n_ctx):
                else "rope_factors_short.weight" if want["rope_factors_short"] else "")
     assert f.rope.factors_from == factors
     assert (f.rope.freq_factors is not None) == bool(factors)
+
+
+@pytest.mark.parametrize("family", REFUSED)
+def test_a_model_ikv_cannot_de_rope_is_refused_before_any_session_file(tiny, family, tmp_path, ikv_home):
+    run = run_ikv("info", str(tiny(family)), "--no-measure", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["memory"].startswith("no: cannot undo 'mrope'")
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Nothing to see here.\n")
+    run = run_ikv("ingest", str(doc), "--session", "vl", "--model", str(tiny(family)))
+    assert_one_line_error(run, 1, "ikv cannot keep memory for", "mrope")
+    assert not (ikv_home / "sessions" / "vl").exists()
+    run = run_ikv("chat", str(tiny(family)), "--session", "vl2")
+    assert run.returncode != 0 and "mrope" in run.stderr and "Traceback" not in run.stderr
+    assert not (ikv_home / "sessions" / "vl2").exists()

@@ -94,9 +94,13 @@ _SPECS: dict[str, _Spec] = {
         "rope.scaling.original_context_length": 4096, "expert_count": 4,
         "expert_used_count": 2, "expert_feed_forward_length": 64},
         parts=_parts("qkv_bias", "moe")),
+    # Qwen2-VL: multi-axis rope (M-RoPE), which ikv refuses in one line
+    "qwen2vl": _Spec("qwen2vl", "bpe", 128, 2, 1, 64, 32768, 1000000.0,
+                     keys={"rope.dimension_sections": [8, 12, 12, 0]}, parts=_parts("qkv_bias")),
 }
 
-FAMILIES: tuple[str, ...] = tuple(_SPECS)
+REFUSED: tuple[str, ...] = ("qwen2vl",)  # families whose keys ikv cannot de-rope
+FAMILIES: tuple[str, ...] = tuple(f for f in _SPECS if f not in REFUSED)
 _NORM_ROPE = {"llama", "mistral3"}  # every other arch here rotates neox-style (pairs i, i + n/2)
 _SWA_PATTERN = {"gemma2": 2, "gpt-oss": 2, "gemma3": 6}  # llama.cpp's defaults: last of n is global
 
@@ -180,7 +184,9 @@ def _vocab(path: Path) -> tuple[tuple[str, Any, GGUFValueType, GGUFValueType | N
 
 
 def _add_key(w: GGUFWriter, key: str, value: Any) -> None:
-    if isinstance(value, str):
+    if isinstance(value, list):
+        w.add_array(key, value)
+    elif isinstance(value, str):
         w.add_string(key, value)
     elif isinstance(value, float):
         w.add_float32(key, value)
@@ -258,13 +264,13 @@ def write(family: str, out: Path, *, spm: Path, bpe: Path) -> Path:
                        "attention.layer_norm_rms_epsilon": 1e-6, "rope.freq_base": s.base,
                        **s.keys}.items():
         _add_key(w, f"{a}.{key}", value)
-    if not (a == "qwen2" or a == "phi3"):  # these two derive the head size from n_embd / n_head
+    if a not in ("qwen2", "qwen2vl", "phi3"):  # these two derive the head size from n_embd / n_head
         _add_key(w, f"{a}.attention.key_length", s.head_dim)
         _add_key(w, f"{a}.attention.value_length", s.head_dim)
     for key, value, vtype, sub in vocab:
         w.add_key_value(key, value, vtype, sub_type=sub)
 
-    t = _Weights(w, seed=FAMILIES.index(family))
+    t = _Weights(w, seed=list(_SPECS).index(family))
     emb = (t.rng.standard_normal((n_vocab, s.n_embd)) * 0.05).astype(np.float32)
     w.add_tensor("token_embd.weight", quantize(emb, GGMLQuantizationType.Q8_0),
                  raw_dtype=GGMLQuantizationType.Q8_0)
