@@ -8,7 +8,7 @@ OUT=${OUT:-receipts}
 nvidia-smi -L
 python3 -m venv /tmp/v && . /tmp/v/bin/activate
 pip install -q --no-index --find-links .dev/wheels numpy usearch typer rich textual platformdirs gguf \
-  scikit-build-core cmake ninja
+  scikit-build-core
 mkdir -p /tmp/b && tar xzf .dev/lcp.tar.gz -C /tmp/b
 t0=$(date +%s)
 CMAKE_ARGS="${CMAKE_ARGS:--DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAVA_BUILD=off -DGGML_NATIVE=off -DGGML_CUDA_FA=off -DGGML_CUDA_NCCL=off}" \
