@@ -88,14 +88,14 @@ def test_ingest_then_ask_recalls_what_left_the_window(smollm_path, demo_path, tm
 
 def test_piped_chat_across_a_rolled_window(smollm_path):
     turns = ["Please remember this: the vault code is 7316.",
-             *[". ".join(FILLER[3 * i : 3 * i + 3]) + "." for i in range(12)],
+             *[". ".join(FILLER[5 * i : 5 * i + 5]) + "." for i in range(8)],
              "What is the vault code?"]
     cmd = [sys.executable, "-c", "from ikv_local.cli import main; main()", "chat", str(smollm_path),
            "--session", "c", "-c", "512", "--temp", "0", "-n", "16", "--json"]
     run = subprocess.run(cmd, input="\n".join(turns) + "\n", capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     objs = [json.loads(line) for line in run.stdout.splitlines()]
-    assert len(objs) == len(turns) and objs[-1]["archived_tokens"] > 512
+    assert len(objs) == len(turns) and objs[-1]["archived_tokens"] >= 300  # turn 1 left the window
     assert any("7316" in s["text"] and s["source"] == "chat" for s in objs[-1]["recalled"])
     # the chat template's end-of-turn closes every answer: none runs into the next turn
     assert all("<|im_start|>" not in o["answer"] for o in objs)
