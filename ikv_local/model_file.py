@@ -8,6 +8,7 @@ matches, so a crash never leaves a half-written model behind.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -136,23 +137,32 @@ class _GgufInitParams(ctypes.Structure):
     _fields_ = [("no_alloc", ctypes.c_bool), ("ctx", ctypes.c_void_p)]
 
 
+@functools.cache
+def _ggml_gguf() -> ctypes.CDLL:
+    """ggml's GGUF reader, from the library llama-cpp-python already loaded, typed once."""
+    from llama_cpp._ggml import libggml
+
+    sig = {
+        "gguf_init_from_file": ([ctypes.c_char_p, _GgufInitParams], ctypes.c_void_p),
+        "gguf_find_tensor": ([ctypes.c_void_p, ctypes.c_char_p], ctypes.c_int64),
+        "gguf_get_tensor_offset": ([ctypes.c_void_p, ctypes.c_int64], ctypes.c_size_t),
+        "gguf_get_tensor_size": ([ctypes.c_void_p, ctypes.c_int64], ctypes.c_size_t),
+        "gguf_get_tensor_type": ([ctypes.c_void_p, ctypes.c_int64], ctypes.c_int),
+        "gguf_get_data_offset": ([ctypes.c_void_p], ctypes.c_size_t),
+        "gguf_free": ([ctypes.c_void_p], None),
+    }
+    for name, (args, res) in sig.items():
+        fn = getattr(libggml, name)
+        fn.argtypes, fn.restype = args, res
+    return libggml
+
+
 def rope_factor_tensors(path: Path) -> dict[str, tuple[float, ...]]:
     """Per-pair rope frequency factors the GGUF carries: Llama 3's `rope_freqs`, LongRoPE's long
     and short. llama.cpp's API does not expose them; ggml's own GGUF reader finds them without
     walking the vocabulary (the `gguf` package's reader takes seconds on a 262k-token one)."""
-    from llama_cpp._ggml import libggml
-
-    init = libggml.gguf_init_from_file
-    init.argtypes, init.restype = [ctypes.c_char_p, _GgufInitParams], ctypes.c_void_p
-    libggml.gguf_find_tensor.argtypes, libggml.gguf_find_tensor.restype = [ctypes.c_void_p, ctypes.c_char_p], ctypes.c_int64
-    for name in ("gguf_get_tensor_offset", "gguf_get_tensor_size"):
-        fn = getattr(libggml, name)
-        fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_int64], ctypes.c_size_t
-    libggml.gguf_get_tensor_type.argtypes, libggml.gguf_get_tensor_type.restype = [ctypes.c_void_p, ctypes.c_int64], ctypes.c_int
-    libggml.gguf_get_data_offset.argtypes, libggml.gguf_get_data_offset.restype = [ctypes.c_void_p], ctypes.c_size_t
-    libggml.gguf_free.argtypes, libggml.gguf_free.restype = [ctypes.c_void_p], None
-
-    ctx = init(str(path).encode(), _GgufInitParams(True, None))
+    libggml = _ggml_gguf()
+    ctx = libggml.gguf_init_from_file(str(path).encode(), _GgufInitParams(True, None))
     if not ctx:
         raise ModelError(f"cannot read the tensors of {path}")
     found: dict[str, tuple[int, int]] = {}
