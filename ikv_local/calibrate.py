@@ -98,6 +98,8 @@ def measure(engine: Engine, haystack: Haystack) -> Measurement:
             question_keys.append({k: v[1:] for k, v in _read_all_keys(engine, q).items()})
     ranks = []
     for lay in engine.facts.layers:
+        if not lay.rope:  # its keys cannot be de-roped exactly (facts.LayerFacts.rope)
+            continue
         doc = keys[lay.index][1:]  # BOS is the attention sink, an outlier key
         for head in range(lay.n_head_kv):
             d = doc[:, head, :]

@@ -218,6 +218,9 @@ class Engine:
         scale_swa = float(info.get("freq_scale_swa", scale))
         n_rot = int(info.get("n_rot", "0"))
         n_rot_swa = int(info.get("n_rot_swa", n_rot))
+        arch = _meta(m, "general.architecture")
+        # every 4th layer has no rope (llama.cpp's n_no_rope_layer_step; Llama 4 only when chunked)
+        nope = 4 if arch == "smollm3" or (arch == "llama4" and llama_cpp.llama_model_n_swa(m) > 0) else 0
         layers = tuple(
             LayerFacts(
                 index=i,
@@ -228,6 +231,7 @@ class Engine:
                 rope_base=base_swa if i in swa_layers else base,
                 rope_scale=scale_swa if i in swa_layers else scale,
                 n_rot=n_rot_swa if i in swa_layers else n_rot,
+                rope=not (nope and (i + 1) % nope == 0),
             )
             for i in range(n_layer)
         )

@@ -25,6 +25,9 @@ class LayerFacts:
     rope_base: float
     rope_scale: float
     n_rot: int  # leading dims of each head that carry rotary position
+    # False for a no-rope (NoPE) layer: llama.cpp does not rotate its keys when it decodes
+    # them, but its context shift still does, so they cannot be de-roped exactly
+    rope: bool = True
 
     @property
     def k_width(self) -> int:

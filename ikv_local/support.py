@@ -34,6 +34,9 @@ def verdict(facts: ModelFacts) -> str:
         how += ", YaRN"
     elif any(lay.rope_scale != 1.0 for lay in facts.layers):
         how += ", linear scaling"
+    nope = [lay.index for lay in facts.layers if not lay.rope]
+    if nope:
+        how += f"; {len(nope)} no-rope layers left out of the sketch"
     return f"yes: keys de-roped ({how}), the KV cache shifts"
 
 

@@ -94,6 +94,8 @@ _SPECS: dict[str, _Spec] = {
         "rope.scaling.original_context_length": 4096, "expert_count": 4,
         "expert_used_count": 2, "expert_feed_forward_length": 64},
         parts=_parts("qkv_bias", "moe")),
+    # SmolLM3: llama-style, every 4th layer without rope (NoPE)
+    "smollm3": _Spec("smollm3", "bpe", 128, 2, 1, 64, 65536, 5000000.0, n_layer=4),
     # Qwen2-VL: multi-axis rope (M-RoPE), which ikv refuses in one line
     "qwen2vl": _Spec("qwen2vl", "bpe", 128, 2, 1, 64, 32768, 1000000.0,
                      keys={"rope.dimension_sections": [8, 12, 12, 0]}, parts=_parts("qkv_bias")),
@@ -101,7 +103,7 @@ _SPECS: dict[str, _Spec] = {
 
 REFUSED: tuple[str, ...] = ("qwen2vl",)  # families whose keys ikv cannot de-rope
 FAMILIES: tuple[str, ...] = tuple(f for f in _SPECS if f not in REFUSED)
-_NORM_ROPE = {"llama", "mistral3"}  # every other arch here rotates neox-style (pairs i, i + n/2)
+_NORM_ROPE = {"llama", "mistral3", "smollm3"}  # every other arch here rotates neox-style (pairs i, i + n/2)
 _SWA_PATTERN = {"gemma2": 2, "gpt-oss": 2, "gemma3": 6}  # llama.cpp's defaults: last of n is global
 
 
@@ -168,6 +170,7 @@ def expected(family: str) -> dict[str, Any]:
         "rope_freqs": "rope_freqs" in s.parts,
         "rope_factors_long": "longrope" in s.parts,
         "rope_factors_short": "longrope" in s.parts,
+        "nope_layers": [i for i in range(s.n_layer) if s.arch == "smollm3" and (i + 1) % 4 == 0],
     }
 
 
