@@ -9,7 +9,9 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-_spec = importlib.util.spec_from_file_location("cxx_runtime", Path(__file__).parent / "ikv_local" / "cxx_runtime.py")
+_spec = importlib.util.spec_from_file_location(
+    "cxx_runtime", Path(__file__).parent / "ikv_local" / "cxx_runtime.py"
+)
 _runtime = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_runtime)
 

@@ -43,7 +43,9 @@ def loaded_in_wrong_order() -> bool:
         _fields_ = [("addr", ctypes.c_void_p), ("name", ctypes.c_char_p)]
 
     names: list[str] = []
-    callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(_Info), ctypes.c_size_t, ctypes.c_void_p)
+    callback = ctypes.CFUNCTYPE(
+        ctypes.c_int, ctypes.POINTER(_Info), ctypes.c_size_t, ctypes.c_void_p
+    )
 
     def visit(info: ctypes._Pointer, _size: int, _data: ctypes.c_void_p) -> int:  # type: ignore[type-arg]
         names.append((info.contents.name or b"").decode(errors="replace"))

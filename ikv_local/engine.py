@@ -220,7 +220,8 @@ class Engine:
         n_rot_swa = int(info.get("n_rot_swa", n_rot))
         arch = _meta(m, "general.architecture")
         # every 4th layer has no rope (llama.cpp's n_no_rope_layer_step; Llama 4 only when chunked)
-        nope = 4 if arch == "smollm3" or (arch == "llama4" and llama_cpp.llama_model_n_swa(m) > 0) else 0
+        chunked_llama4 = arch == "llama4" and llama_cpp.llama_model_n_swa(m) > 0
+        nope = 4 if arch == "smollm3" or chunked_llama4 else 0
         layers = tuple(
             LayerFacts(
                 index=i,
@@ -261,7 +262,7 @@ class Engine:
         )
 
     def _rope_facts(self, info: dict[str, str], ctx: dict[str, str]) -> RopeFacts:
-        """What the context rotates keys with beyond base and scale (llama-context.cpp's cparams)."""
+        """What the context rotates keys with beyond base and scale (llama-context.cpp cparams)."""
         m = self._model
         arch = _meta(m, "general.architecture")
         scaling = info.get("rope scaling", "none")

@@ -55,7 +55,8 @@ class RopeFacts:
 
     def factors_for(self, layer: LayerFacts) -> tuple[float, ...] | None:
         """Every rope-carrying layer shares the one factors tensor (llama.cpp duplicates it)."""
-        return self.freq_factors if self.freq_factors and len(self.freq_factors) >= layer.n_rot // 2 else None
+        factors = self.freq_factors
+        return factors if factors and len(factors) >= layer.n_rot // 2 else None
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from ikv_local.facts import LayerFacts, RopeFacts
 SUPPORTED = ("norm", "neox")
 SCALINGS = ("none", "linear", "yarn", "longrope")
 WHY_NOT = {
-    "mrope": "multi-axis rotary embeddings (vision-language models) rotate by 3-4 positions per token",
-    "imrope": "multi-axis rotary embeddings (vision-language models) rotate by 3-4 positions per token",
+    "mrope": "multi-axis rotary embeddings (vision-language models) rotate by several positions",
+    "imrope": "multi-axis rotary embeddings (vision-language models) rotate by several positions",
     "vision": "vision rotary embeddings have no single text position per token",
     "none": "the model has no rotary embeddings; ikv's key sketches need them",
 }
@@ -37,7 +37,8 @@ def unsupported(rope_type: str, rope_scaling: str) -> str | None:
     """Why ikv cannot de-rope this model's keys, or None when it can."""
     if rope_type not in SUPPORTED:
         why = WHY_NOT.get(rope_type, "ikv does not know how to undo it")
-        return f"cannot undo '{rope_type}' rotary embeddings: {why} (ikv supports {', '.join(SUPPORTED)})"
+        supported = ", ".join(SUPPORTED)
+        return f"cannot undo '{rope_type}' rotary embeddings: {why} (ikv supports {supported})"
     if rope_scaling not in SCALINGS:
         return f"cannot undo rope scaling '{rope_scaling}' (ikv supports {', '.join(SCALINGS)})"
     return None
@@ -50,10 +51,16 @@ def check_supported(rope_type: str, rope_scaling: str) -> None:
         raise IkvError(why)
 
 
-def yarn_corr_dims(n_rot: int, n_ctx_orig: int, base: float, beta_fast: float, beta_slow: float) -> tuple[float, float]:
-    """ggml_rope_yarn_corr_dims: the pair range where YaRN ramps from extrapolation to interpolation."""
+def yarn_corr_dims(
+    n_rot: int, n_ctx_orig: int, base: float, beta_fast: float, beta_slow: float
+) -> tuple[float, float]:
+    """ggml_rope_yarn_corr_dims: the pairs where YaRN ramps from extrapolation to interpolation."""
+
     def dim(beta: float) -> float:
-        return float(np.float32(n_rot * math.log(n_ctx_orig / (beta * 2 * math.pi)) / (2 * math.log(base))))
+        return float(
+            np.float32(n_rot * math.log(n_ctx_orig / (beta * 2 * math.pi)) / (2 * math.log(base)))
+        )
+
     return max(0.0, math.floor(dim(beta_fast))), min(n_rot - 1.0, math.ceil(dim(beta_slow)))
 
 
@@ -73,14 +80,21 @@ def angles(positions: np.ndarray, layer: LayerFacts, rope: RopeFacts | None = No
     interp = f32(layer.rope_scale) * theta
     if rope.ext_factor == 0.0:
         return interp
-    low, high = yarn_corr_dims(layer.n_rot, rope.n_ctx_orig, layer.rope_base, rope.beta_fast, rope.beta_slow)
+    low, high = yarn_corr_dims(
+        layer.n_rot, rope.n_ctx_orig, layer.rope_base, rope.beta_fast, rope.beta_slow
+    )
     y = (np.arange(half, dtype=f32) - f32(low)) / f32(max(0.001, high - low))
     mix = (f32(1) - np.clip(y, 0, 1)) * f32(rope.ext_factor)
     return interp * (f32(1) - mix) + theta * mix
 
 
-def unrope(keys: np.ndarray, positions: np.ndarray, layer: LayerFacts, rope_type: str,
-           rope: RopeFacts | None = None) -> np.ndarray:
+def unrope(
+    keys: np.ndarray,
+    positions: np.ndarray,
+    layer: LayerFacts,
+    rope_type: str,
+    rope: RopeFacts | None = None,
+) -> np.ndarray:
     """keys [n, heads, head_dim] as stored at `positions` -> the same keys at position 0."""
     if rope_type not in SUPPORTED:
         raise IkvError(f"cannot undo '{rope_type}' rotary embeddings")

@@ -13,10 +13,17 @@ def test_the_runtimes_are_loaded_before_usearch_in_this_process():
 
 
 def test_the_wrong_order_is_seen():
-    code = ("import usearch.compiled\nfrom ikv_local import cxx_runtime\n"
-            "print(cxx_runtime.loaded_in_wrong_order())")
-    run = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
-                         env={"PYTHONPATH": ":".join(p for p in sys.path if p)}, timeout=60)
+    code = (
+        "import usearch.compiled\nfrom ikv_local import cxx_runtime\n"
+        "print(cxx_runtime.loaded_in_wrong_order())"
+    )
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": ":".join(p for p in sys.path if p)},
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "True"  # -S: no .pth ran, usearch came first
 

@@ -48,9 +48,10 @@ def tiny(tmp_path_factory, demo_path, smollm_path):
     return model
 
 
-def keys_at(e: Engine, tokens: list[int], pos: int, rope: RopeFacts | None = None,
-            shift: int = 0) -> dict[int, np.ndarray]:
-    """De-roped keys of every layer, [n, heads, dim], for `tokens` decoded at `pos` (then shifted)."""
+def keys_at(
+    e: Engine, tokens: list[int], pos: int, rope: RopeFacts | None = None, shift: int = 0
+) -> dict[int, np.ndarray]:
+    """De-roped keys of every layer, [n, heads, dim], of `tokens` at `pos` (then shifted)."""
     e.clear()
     e.decode(tokens, pos, logits_last=False)
     if shift:
@@ -63,12 +64,15 @@ def keys_at(e: Engine, tokens: list[int], pos: int, rope: RopeFacts | None = Non
     for lay in e.facts.layers:
         positions, rows = state.layer(lay.index)
         assert np.array_equal(positions, np.arange(pos, pos + len(tokens)))
-        out[lay.index] = unrope(rows.k, positions, lay, e.facts.rope_type,
-                                e.facts.rope if rope is None else rope)
+        out[lay.index] = unrope(
+            rows.k, positions, lay, e.facts.rope_type, e.facts.rope if rope is None else rope
+        )
     return out
 
 
-def worst_cosine(a: dict[int, np.ndarray], b: dict[int, np.ndarray], layers: list[int] | None = None) -> float:
+def worst_cosine(
+    a: dict[int, np.ndarray], b: dict[int, np.ndarray], layers: list[int] | None = None
+) -> float:
     worst = 1.0
     for layer, x in a.items():
         if layers is not None and layer not in layers:
@@ -88,9 +92,19 @@ def test_keys_de_rope_to_the_same_key_at_any_position(tiny, family, n_ctx):
         roped = [lay.index for lay in e.facts.layers if lay.rope]
         for pos in POSITIONS:
             assert worst_cosine(ref, keys_at(e, tokens, pos), [0]) >= 0.999, (family, pos)
-            assert worst_cosine(one, keys_at(e, tokens[-1:], pos), roped) >= 0.999, (family, pos, "one")
-        assert worst_cosine(ref, keys_at(e, tokens, 0, shift=SHIFT), [0]) >= 0.999, (family, "shift")
-        assert worst_cosine(one, keys_at(e, tokens[-1:], 0, shift=SHIFT), roped) >= 0.999, (family, "shift")
+            assert worst_cosine(one, keys_at(e, tokens[-1:], pos), roped) >= 0.999, (
+                family,
+                pos,
+                "one",
+            )
+        assert worst_cosine(ref, keys_at(e, tokens, 0, shift=SHIFT), [0]) >= 0.999, (
+            family,
+            "shift",
+        )
+        assert worst_cosine(one, keys_at(e, tokens[-1:], 0, shift=SHIFT), roped) >= 0.999, (
+            family,
+            "shift",
+        )
         far = keys_at(e, tokens, 100_000, rope=RopeFacts())
         if family in CORRECTED:  # without the family's factors or YaRN, the keys drift
             assert worst_cosine(ref, far, [0]) < 0.99, family
@@ -102,26 +116,50 @@ def test_facts_match_what_the_file_says(tiny, family, n_ctx):
     with Engine(tiny(family), EngineConfig(n_ctx=n_ctx, n_seq_max=1)) as e:
         f: ModelFacts = e.facts
     assert (f.arch, f.n_layer, f.n_embd, f.n_head, f.n_vocab) == (
-        want["arch"], want["n_layer"], want["n_embd"], want["n_head"], want["n_vocab"])
-    assert (f.rope_type, f.rope_scaling, f.n_ctx_train) == (want["rope"], want["rope_scaling"],
-                                                             want["n_ctx_train"])
+        want["arch"],
+        want["n_layer"],
+        want["n_embd"],
+        want["n_head"],
+        want["n_vocab"],
+    )
+    assert (f.rope_type, f.rope_scaling, f.n_ctx_train) == (
+        want["rope"],
+        want["rope_scaling"],
+        want["n_ctx_train"],
+    )
     assert f.swa_layers == want["swa_layers"]
     assert [lay.index for lay in f.layers if not lay.rope] == want["nope_layers"]
     for lay in f.layers:
-        assert (lay.n_head_kv, lay.head_dim_k, lay.n_rot) == (want["n_head_kv"], want["head_dim"], want["n_rot"])
-        base, scale = ("freq_base_swa", "freq_scale_swa") if lay.swa else ("freq_base", "freq_scale")
-        assert lay.rope_base == pytest.approx(want[base]) and lay.rope_scale == pytest.approx(want[scale])
+        assert (lay.n_head_kv, lay.head_dim_k, lay.n_rot) == (
+            want["n_head_kv"],
+            want["head_dim"],
+            want["n_rot"],
+        )
+        base, scale = (
+            ("freq_base_swa", "freq_scale_swa") if lay.swa else ("freq_base", "freq_scale")
+        )
+        assert lay.rope_base == pytest.approx(want[base]) and lay.rope_scale == pytest.approx(
+            want[scale]
+        )
     assert f.rope.n_ctx_orig == want["n_ctx_orig_yarn"]
     assert f.rope.ext_factor == (1.0 if want["rope_scaling"] == "yarn" else 0.0)
-    factors = ("rope_freqs.weight" if want["rope_freqs"] else
-               "rope_factors_long.weight" if want["rope_factors_long"] and n_ctx > want["n_ctx_orig_yarn"]
-               else "rope_factors_short.weight" if want["rope_factors_short"] else "")
+    factors = (
+        "rope_freqs.weight"
+        if want["rope_freqs"]
+        else "rope_factors_long.weight"
+        if want["rope_factors_long"] and n_ctx > want["n_ctx_orig_yarn"]
+        else "rope_factors_short.weight"
+        if want["rope_factors_short"]
+        else ""
+    )
     assert f.rope.factors_from == factors
     assert (f.rope.freq_factors is not None) == bool(factors)
 
 
 @pytest.mark.parametrize("family", REFUSED)
-def test_a_model_ikv_cannot_de_rope_is_refused_before_any_session_file(tiny, family, tmp_path, ikv_home):
+def test_a_model_ikv_cannot_de_rope_is_refused_before_any_session_file(
+    tiny, family, tmp_path, ikv_home
+):
     run = run_ikv("info", str(tiny(family)), "--no-measure", "--json")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["memory"].startswith("no: cannot undo 'mrope'")

@@ -10,13 +10,28 @@ from ikv_local.rope import angles, check_supported, unrope, unsupported, yarn_co
 F = np.float32
 
 
-def ggml_cache(p: int, n_rot: int, base: float, scale: float, factors, ext: float,
-               n_ctx_orig: int, beta_fast: float, beta_slow: float) -> list[float]:
-    """ggml_rope_cache_init + rope_yarn (ggml-cpu/ops.cpp), one position, written out as the C loop."""
+def ggml_cache(
+    p: int,
+    n_rot: int,
+    base: float,
+    scale: float,
+    factors,
+    ext: float,
+    n_ctx_orig: int,
+    beta_fast: float,
+    beta_slow: float,
+) -> list[float]:
+    """ggml_rope_cache_init + rope_yarn (ggml-cpu/ops.cpp) for one position, as the C loop."""
     theta_scale = F(base) ** F(-2.0 / n_rot)
     n_ctx_orig = n_ctx_orig or 4096  # unused without YaRN
-    low = max(0.0, math.floor(n_rot * math.log(n_ctx_orig / (beta_fast * 2 * math.pi)) / (2 * math.log(base))))
-    high = min(n_rot - 1.0, math.ceil(n_rot * math.log(n_ctx_orig / (beta_slow * 2 * math.pi)) / (2 * math.log(base))))
+    low = max(
+        0.0,
+        math.floor(n_rot * math.log(n_ctx_orig / (beta_fast * 2 * math.pi)) / (2 * math.log(base))),
+    )
+    high = min(
+        n_rot - 1.0,
+        math.ceil(n_rot * math.log(n_ctx_orig / (beta_slow * 2 * math.pi)) / (2 * math.log(base))),
+    )
     theta = F(p)
     out = []
     for i0 in range(0, n_rot, 2):
@@ -64,8 +79,16 @@ def llama3_factors(n_rot: int, base: float = 500000.0) -> tuple[float, ...]:
 CASES = {
     "plain": (10000.0, 1.0, RopeFacts()),
     "linear": (1000000.0, 0.125, RopeFacts()),
-    "llama3": (500000.0, 1.0, RopeFacts(freq_factors=llama3_factors(64), factors_from="rope_freqs.weight")),
-    "longrope": (10000.0, 1.0, RopeFacts(freq_factors=tuple(1.0 + 1.5 * i for i in range(32)), n_ctx_orig=4096)),
+    "llama3": (
+        500000.0,
+        1.0,
+        RopeFacts(freq_factors=llama3_factors(64), factors_from="rope_freqs.weight"),
+    ),
+    "longrope": (
+        10000.0,
+        1.0,
+        RopeFacts(freq_factors=tuple(1.0 + 1.5 * i for i in range(32)), n_ctx_orig=4096),
+    ),
     "yarn": (150000.0, 1 / 32, RopeFacts(ext_factor=1.0, n_ctx_orig=4096)),
 }
 
@@ -79,8 +102,20 @@ def test_unrope_inverts_ggml_rope(kind, case):
     rng = np.random.default_rng(0)
     keys = rng.standard_normal((40, 2, 80)).astype(np.float32)
     positions = np.concatenate([[0, 1, 100_000, 131_071], rng.integers(0, 200_000, 36)])
-    thetas = [ggml_cache(int(p), n_rot, base, scale, rope.freq_factors, rope.ext_factor,
-                         rope.n_ctx_orig, rope.beta_fast, rope.beta_slow) for p in positions]
+    thetas = [
+        ggml_cache(
+            int(p),
+            n_rot,
+            base,
+            scale,
+            rope.freq_factors,
+            rope.ext_factor,
+            rope.n_ctx_orig,
+            rope.beta_fast,
+            rope.beta_slow,
+        )
+        for p in positions
+    ]
     assert np.array_equal(angles(positions, layer, rope), np.asarray(thetas, dtype=np.float32))
     roped = rope_forward(keys, positions, thetas, n_rot, kind)
     back = unrope(roped.astype(np.float32), positions, layer, kind, rope)

@@ -32,8 +32,13 @@ def test_usearch_and_numkong_imported_first_then_the_model_loads(smollm_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.split(None, 1)[1].strip() == "Hello, world! 1234"
     # the CLI entered the same way
-    run = run_ikv("info", str(smollm_path), "--no-measure", "--json",
-                  code="import usearch.index, numkong\nfrom ikv_local.cli import main; main()")
+    run = run_ikv(
+        "info",
+        str(smollm_path),
+        "--no-measure",
+        "--json",
+        code="import usearch.index, numkong\nfrom ikv_local.cli import main; main()",
+    )
     assert run.returncode == 0, run.stderr
 
 
@@ -49,7 +54,9 @@ def test_info_matches_the_gguf_and_says_memory_works(smollm_path):
     assert f["arch"] == "llama" and f["rope_type"] == "norm" and f["can_shift"]
     assert f["n_layer"] == meta["llama.block_count"] == 30
     assert f["n_ctx_train"] == meta["llama.context_length"] == 8192
-    assert {lay["n_head_kv"] for lay in f["layers"]} == {meta["llama.attention.head_count_kv"]} == {3}
+    assert (
+        {lay["n_head_kv"] for lay in f["layers"]} == {meta["llama.attention.head_count_kv"]} == {3}
+    )
     assert {lay["head_dim_k"] for lay in f["layers"]} == {576 // 9}
     assert {lay["rope_base"] for lay in f["layers"]} == {meta["llama.rope.freq_base"]}
     assert f["has_chat_template"] and f["rope"]["freq_factors"] is None
@@ -62,7 +69,10 @@ def test_plan_on_the_second_model(smollm_path):
     run = run_ikv("plan", str(smollm_path), "--kv-budget", "16MiB", "--json")
     assert run.returncode == 0, run.stderr
     plan = json.loads(run.stdout)
-    chosen, f16 = plan["chosen"], next(o for o in plan["options"] if o["type_k"] == o["type_v"] == "f16")
+    chosen, f16 = (
+        plan["chosen"],
+        next(o for o in plan["options"] if o["type_k"] == o["type_v"] == "f16"),
+    )
     assert chosen["kv_bytes"] <= 16 * 2**20 and chosen["n_ctx"] > f16["n_ctx"] >= 512
     assert all(o["kl"] is not None for o in plan["options"])  # damage measured on this model
     assert chosen["kl"] <= plan["max_kl"]
@@ -72,14 +82,18 @@ def test_ingest_then_ask_recalls_what_left_the_window(smollm_path, demo_path, tm
     key = pass_key_needle(11)
     doc = tmp_path / "doc.txt"
     doc.write_text(build(140, [key], [0.05], seed=11).text)
-    run = run_ikv("ingest", str(doc), "--session", "s", "--model", str(smollm_path), "-c", "1024", "--json")
+    run = run_ikv(
+        "ingest", str(doc), "--session", "s", "--model", str(smollm_path), "-c", "1024", "--json"
+    )
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     assert got["archived_tokens"] > 1000
     run = run_ikv("ask", key.question, "--session", "s", "--json", "-n", "16")
     assert run.returncode == 0, run.stderr
     answer = json.loads(run.stdout)
-    assert any(key.answer in s["text"] and s["source"].endswith("doc.txt") for s in answer["recalled"])
+    assert any(
+        key.answer in s["text"] and s["source"].endswith("doc.txt") for s in answer["recalled"]
+    )
     # a session made with one model refuses another
     run = run_ikv("ask", "x", "--session", "s", "--model", str(demo_path))
     assert_one_line_error(run, run.returncode, "belongs to model", "another model")
@@ -87,12 +101,30 @@ def test_ingest_then_ask_recalls_what_left_the_window(smollm_path, demo_path, tm
 
 
 def test_piped_chat_across_a_rolled_window(smollm_path):
-    turns = ["Please remember this: the vault code is 7316.",
-             *[". ".join(FILLER[5 * i : 5 * i + 5]) + "." for i in range(8)],
-             "What is the vault code?"]
-    cmd = [sys.executable, "-c", "from ikv_local.cli import main; main()", "chat", str(smollm_path),
-           "--session", "c", "-c", "512", "--temp", "0", "-n", "16", "--json"]
-    run = subprocess.run(cmd, input="\n".join(turns) + "\n", capture_output=True, text=True, timeout=600)
+    turns = [
+        "Please remember this: the vault code is 7316.",
+        *[". ".join(FILLER[5 * i : 5 * i + 5]) + "." for i in range(8)],
+        "What is the vault code?",
+    ]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from ikv_local.cli import main; main()",
+        "chat",
+        str(smollm_path),
+        "--session",
+        "c",
+        "-c",
+        "512",
+        "--temp",
+        "0",
+        "-n",
+        "16",
+        "--json",
+    ]
+    run = subprocess.run(
+        cmd, input="\n".join(turns) + "\n", capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stderr
     objs = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(objs) == len(turns) and objs[-1]["archived_tokens"] >= 300  # turn 1 left the window
@@ -107,15 +139,20 @@ async def test_the_tui_on_the_second_model(smollm_path):
     from tui.app import IkvApp, TuiOptions
     from tui.chat_view import Said
 
-    options = TuiOptions(model=str(smollm_path), n_ctx=512,
-                         chat=ChatSettings(max_tokens=16, params=SamplingParams.greedy()))
+    options = TuiOptions(
+        model=str(smollm_path),
+        n_ctx=512,
+        chat=ChatSettings(max_tokens=16, params=SamplingParams.greedy()),
+    )
     app = IkvApp("t", options)
     async with app.run_test(size=(140, 40)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
-        for text in ["Please remember this: the vault code is 7316.",
-                     *[". ".join(FILLER[3 * i : 3 * i + 3]) + "." for i in range(12)],
-                     "What is the vault code?"]:
+        for text in [
+            "Please remember this: the vault code is 7316.",
+            *[". ".join(FILLER[3 * i : 3 * i + 3]) + "." for i in range(12)],
+            "What is the vault code?",
+        ]:
             app.query_one("#input").value = text
             await pilot.press("enter")
             await app.workers.wait_for_complete()

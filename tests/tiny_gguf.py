@@ -103,7 +103,7 @@ _SPECS: dict[str, _Spec] = {
 
 REFUSED: tuple[str, ...] = ("qwen2vl",)  # families whose keys ikv cannot de-rope
 FAMILIES: tuple[str, ...] = tuple(f for f in _SPECS if f not in REFUSED)
-_NORM_ROPE = {"llama", "mistral3", "smollm3"}  # every other arch here rotates neox-style (pairs i, i + n/2)
+_NORM_ROPE = {"llama", "mistral3", "smollm3"}  # the rest rotate neox-style (pairs i, i + n/2)
 _SWA_PATTERN = {"gemma2": 2, "gpt-oss": 2, "gemma3": 6}  # llama.cpp's defaults: last of n is global
 
 

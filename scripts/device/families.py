@@ -1,6 +1,6 @@
 """Every tiny family through the real CLI, usearch imported first: info, ingest, ask, chat.
 
-    python scripts/device/families.py --vocab-from DEMO.gguf SMOLLM2.gguf [--ngl 99] [--out receipts]
+    python scripts/device/families.py --vocab-from DEMO.gguf SMOLLM2.gguf [--ngl 99] [--out DIR]
     python scripts/device/families.py --vocabs-only DIR    # write the two vocab-only GGUFs (~8 MB)
 
 On a device machine the demo model is too large to carry, so `--vocabs-only` writes GGUFs that
@@ -47,8 +47,14 @@ def vocab_only(src: Path, out: Path) -> Path:
 
 def ikv(*args: str, stdin: str | None = None, env: dict[str, str]) -> tuple[int, str, str, float]:
     t = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", FIRST, *args], input=stdin, capture_output=True,
-                         text=True, env=env, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", FIRST, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     return run.returncode, run.stdout, run.stderr, round(time.perf_counter() - t, 2)
 
 
@@ -64,30 +70,74 @@ def family_row(family: str, model: Path, ngl: int, home: Path) -> dict[str, obje
         got = json.loads(out)
         f, want = got["facts"], expected(family)
         row["memory"] = got["memory"]
-        row["facts_match"] = (f["arch"] == want["arch"] and f["rope_type"] == want["rope"]
-                              and f["n_layer"] == want["n_layer"]
-                              and {lay["n_head_kv"] for lay in f["layers"]} == {want["n_head_kv"]}
-                              and {lay["head_dim_k"] for lay in f["layers"]} == {want["head_dim"]})
+        row["facts_match"] = (
+            f["arch"] == want["arch"]
+            and f["rope_type"] == want["rope"]
+            and f["n_layer"] == want["n_layer"]
+            and {lay["n_head_kv"] for lay in f["layers"]} == {want["n_head_kv"]}
+            and {lay["head_dim_k"] for lay in f["layers"]} == {want["head_dim"]}
+        )
         row["state_bytes_match"] = all(
             c["measured_bytes_per_token"] is not None
-            and abs(c["bytes_per_token"] - c["measured_bytes_per_token"]) < 0.5 for c in got["costs"])
+            and abs(c["bytes_per_token"] - c["measured_bytes_per_token"]) < 0.5
+            for c in got["costs"]
+        )
     key = pass_key_needle(3)
     doc = home / f"{family}.txt"
     doc.write_text(build(60, [key], [0.1], seed=3).text)
-    rc, out, err, s = ikv("ingest", str(doc), "--session", "f", "--model", str(model), "-c", "512",
-                          "--json", *ngl_args, env=env)
-    row["ingest"] = {"rc": rc, "seconds": s, **(json.loads(out) if rc == 0 else {"error": err.strip()[-300:]})}
-    rc, out, err, s = ikv("ask", key.question, "--session", "f", "--json", "-n", "8", *ngl_args, env=env)
+    rc, out, err, s = ikv(
+        "ingest",
+        str(doc),
+        "--session",
+        "f",
+        "--model",
+        str(model),
+        "-c",
+        "512",
+        "--json",
+        *ngl_args,
+        env=env,
+    )
+    row["ingest"] = {
+        "rc": rc,
+        "seconds": s,
+        **(json.loads(out) if rc == 0 else {"error": err.strip()[-300:]}),
+    }
+    rc, out, err, s = ikv(
+        "ask", key.question, "--session", "f", "--json", "-n", "8", *ngl_args, env=env
+    )
     if rc == 0:
         got = json.loads(out)
-        row["ask"] = {"rc": 0, "seconds": s, "recalled": len(got["recalled"]),
-                      "key_in_recalled": any(key.answer in sp["text"] for sp in got["recalled"])}
+        row["ask"] = {
+            "rc": 0,
+            "seconds": s,
+            "recalled": len(got["recalled"]),
+            "key_in_recalled": any(key.answer in sp["text"] for sp in got["recalled"]),
+        }
     else:
         row["ask"] = {"rc": rc, "seconds": s, "error": err.strip()[-300:]}
-    rc, out, err, s = ikv("chat", str(model), "--session", "c", "-c", "512", "--temp", "0", "-n", "8",
-                          "--json", *ngl_args, stdin="Hello there.\nWhat did I say?\n", env=env)
-    row["chat"] = {"rc": rc, "seconds": s, "turns": len(out.splitlines()) if rc == 0 else 0,
-                   "error": err.strip()[-300:] if rc else ""}
+    rc, out, err, s = ikv(
+        "chat",
+        str(model),
+        "--session",
+        "c",
+        "-c",
+        "512",
+        "--temp",
+        "0",
+        "-n",
+        "8",
+        "--json",
+        *ngl_args,
+        stdin="Hello there.\nWhat did I say?\n",
+        env=env,
+    )
+    row["chat"] = {
+        "rc": rc,
+        "seconds": s,
+        "turns": len(out.splitlines()) if rc == 0 else 0,
+        "error": err.strip()[-300:] if rc else "",
+    }
     return row
 
 
@@ -121,19 +171,38 @@ def main() -> int:
             row = family_row(family, model, a.ngl, home)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    ok = [r["family"] for r in rows if r["family"] in FAMILIES and r["info"]["rc"] == 0  # type: ignore[index]
-          and r["ingest"]["rc"] == 0 and r["ask"]["rc"] == 0 and r["chat"]["rc"] == 0  # type: ignore[index]
-          and r.get("facts_match") and r["ask"].get("key_in_recalled")]  # type: ignore[union-attr]
+    ok = [
+        r["family"]
+        for r in rows
+        if r["family"] in FAMILIES
+        and r["info"]["rc"] == 0  # type: ignore[index]
+        and r["ingest"]["rc"] == 0
+        and r["ask"]["rc"] == 0
+        and r["chat"]["rc"] == 0  # type: ignore[index]
+        and r.get("facts_match")
+        and r["ask"].get("key_in_recalled")
+    ]  # type: ignore[union-attr]
     refused = [r["family"] for r in rows if r["family"] in REFUSED and r["ingest"]["rc"] != 0]  # type: ignore[index]
-    results = {"n_gpu_layers": a.ngl, "families": len(FAMILIES), "all_commands_ok": ok,
-               "refused_as_expected": refused, "seconds": round(time.perf_counter() - t0, 1),
-               "rows": rows}
-    path = receipt.write(f"families-ngl{a.ngl}", results,
-                         {"spm_vocab_sha256": receipt.file_sha256(spm),
-                          "bpe_vocab_sha256": receipt.file_sha256(bpe)},
-                         f"python scripts/device/families.py --vocab-from SPM BPE --ngl {a.ngl}",
-                         out_dir=a.out)
-    print(f"{len(ok)}/{len(FAMILIES)} families ok, {len(refused)}/{len(REFUSED)} refused; receipt: {path}")
+    results = {
+        "n_gpu_layers": a.ngl,
+        "families": len(FAMILIES),
+        "all_commands_ok": ok,
+        "refused_as_expected": refused,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "rows": rows,
+    }
+    path = receipt.write(
+        f"families-ngl{a.ngl}",
+        results,
+        {
+            "spm_vocab_sha256": receipt.file_sha256(spm),
+            "bpe_vocab_sha256": receipt.file_sha256(bpe),
+        },
+        f"python scripts/device/families.py --vocab-from SPM BPE --ngl {a.ngl}",
+        out_dir=a.out,
+    )
+    print(f"{len(ok)}/{len(FAMILIES)} families ok, {len(refused)}/{len(REFUSED)} refused")
+    print(f"receipt: {path}")
     return 0 if len(ok) == len(FAMILIES) and len(refused) == len(REFUSED) else 1
 
 
