@@ -240,7 +240,7 @@ class Engine:
         llama_cpp.llama_model_desc(m, desc, len(desc))
         return ModelFacts(
             path=str(self.path),
-            arch=_meta(m, "general.architecture"),
+            arch=arch,
             name=_meta(m, "general.name"),
             description=desc.value.decode("utf-8", "replace"),
             file_bytes=self.path.stat().st_size,
@@ -258,13 +258,12 @@ class Engine:
             hybrid=bool(llama_cpp.llama_model_is_hybrid(m)),
             has_chat_template=self.chat_template() is not None,
             layers=layers,
-            rope=self._rope_facts(info, ctx),
+            rope=self._rope_facts(arch, info, ctx),
         )
 
-    def _rope_facts(self, info: dict[str, str], ctx: dict[str, str]) -> RopeFacts:
+    def _rope_facts(self, arch: str, info: dict[str, str], ctx: dict[str, str]) -> RopeFacts:
         """What the context rotates keys with beyond base and scale (llama-context.cpp cparams)."""
         m = self._model
-        arch = _meta(m, "general.architecture")
         scaling = info.get("rope scaling", "none")
 
         def key(name: str, default: float) -> float:

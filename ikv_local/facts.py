@@ -102,24 +102,23 @@ _CONTEXT = re.compile(r"^llama_context:\s+(\w+)\s+=\s+(\S+)")
 _LAYER_DEV = re.compile(r"layer\s+(\d+): dev = ")
 
 
-def parse_print_info(lines: list[str]) -> dict[str, str]:
-    """`print_info: key = value` lines of llama.cpp's model report."""
+def _key_values(lines: list[str], pattern: re.Pattern[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in lines:
-        m = _INFO.match(line.strip())
+        m = pattern.match(line.strip())
         if m:
             out[m.group(1)] = m.group(2).strip()
     return out
 
 
+def parse_print_info(lines: list[str]) -> dict[str, str]:
+    """`print_info: key = value` lines of llama.cpp's model report."""
+    return _key_values(lines, _INFO)
+
+
 def parse_context(lines: list[str]) -> dict[str, str]:
     """`llama_context: key = value` lines: the values the context really runs with."""
-    out: dict[str, str] = {}
-    for line in lines:
-        m = _CONTEXT.match(line.strip())
-        if m:
-            out[m.group(1)] = m.group(2)
-    return out
+    return _key_values(lines, _CONTEXT)
 
 
 def per_layer(value: str, n_layer: int) -> list[int]:

@@ -61,11 +61,13 @@ class Run:
     stderr: str
 
 
-def run_ikv(*args: str, env: dict[str, str] | None = None, code: str | None = None) -> Run:
-    """Run the real `ikv` CLI in a child process (as a user would)."""
+def run_ikv(*args: str, env: dict[str, str] | None = None, code: str | None = None,
+            input: str | None = None) -> Run:
+    """Run the real `ikv` CLI in a child process (as a user would); `input` is piped to stdin."""
     cmd = [sys.executable, "-c", code or "from ikv_local.cli import main; main()", *args]
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300
+        cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300,
+        input=input,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 

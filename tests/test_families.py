@@ -184,3 +184,19 @@ def test_no_rope_layers_stay_out_of_the_sketch(tiny):
         assert worst_cosine(one, keys_at(e, tokens[-1:], 1000), [3]) < 0.99
         ranked = {r.layer for r in measure(e, calibration_haystack()).ranks}
     assert ranked == {0, 1, 2}
+
+
+@pytest.mark.parametrize(("family", "growth"), [
+    ("qwen2-yarn", 1 + 0.1 * np.log(4)),   # YaRN factor 4
+    ("gpt-oss", 1 + 0.1 * np.log(32)),     # factor 32
+    ("mistral3", 1.0),                      # its yarn_log_multiplier cancels the factor
+    ("qwen2", 1.0),                         # no YaRN: a shift only rotates
+])
+def test_a_context_shift_scales_yarn_keys_again(tiny, family, growth):
+    """llama.cpp's shift re-applies YaRN's magnitude factor; the de-rope (a rotation) ignores it."""
+    with Engine(tiny(family), EngineConfig(n_ctx=256, n_batch=64)) as e:
+        tokens = e.tokenize(TEXT, add_bos=True)
+        direct = keys_at(e, tokens, 1000)[0]
+        shifted = keys_at(e, tokens, 0, shift=1000)[0]
+    assert np.linalg.norm(shifted) / np.linalg.norm(direct) == pytest.approx(growth, rel=2e-3)
+    assert worst_cosine({0: direct}, {0: shifted}) >= 0.999

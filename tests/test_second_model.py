@@ -106,25 +106,8 @@ def test_piped_chat_across_a_rolled_window(smollm_path):
         *[". ".join(FILLER[5 * i : 5 * i + 5]) + "." for i in range(8)],
         "What is the vault code?",
     ]
-    cmd = [
-        sys.executable,
-        "-c",
-        "from ikv_local.cli import main; main()",
-        "chat",
-        str(smollm_path),
-        "--session",
-        "c",
-        "-c",
-        "512",
-        "--temp",
-        "0",
-        "-n",
-        "16",
-        "--json",
-    ]
-    run = subprocess.run(
-        cmd, input="\n".join(turns) + "\n", capture_output=True, text=True, timeout=600
-    )
+    chat = "--session c -c 512 --temp 0 -n 16 --json".split()
+    run = run_ikv("chat", str(smollm_path), *chat, input="\n".join(turns) + "\n")
     assert run.returncode == 0, run.stderr
     objs = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(objs) == len(turns) and objs[-1]["archived_tokens"] >= 300  # turn 1 left the window

@@ -116,22 +116,9 @@ def family_row(family: str, model: Path, ngl: int, home: Path) -> dict[str, obje
         }
     else:
         row["ask"] = {"rc": rc, "seconds": s, "error": err.strip()[-300:]}
-    rc, out, err, s = ikv(
-        "chat",
-        str(model),
-        "--session",
-        "c",
-        "-c",
-        "512",
-        "--temp",
-        "0",
-        "-n",
-        "8",
-        "--json",
-        *ngl_args,
-        stdin="Hello there.\nWhat did I say?\n",
-        env=env,
-    )
+    chat = "--session c -c 512 --temp 0 -n 8 --json".split()
+    rc, out, err, s = ikv("chat", str(model), *chat, *ngl_args,
+                          stdin="Hello there.\nWhat did I say?\n", env=env)
     row["chat"] = {
         "rc": rc,
         "seconds": s,
