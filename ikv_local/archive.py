@@ -3,13 +3,16 @@
 Crash safety comes from the record format, not from locks or journals: the header is written
 once (to a temporary name, fsynced, renamed); records are only ever appended, in whole
 batches, and fsynced. A process killed mid-append leaves at worst a torn tail: bytes that are
-not a whole record, or whole records whose checksums fail. Opening the archive drops that
-tail with a warning (and, when opened for writing, truncates it away). A bad record in the
-middle (bit rot) is kept on disk but never served.
+not a whole record, or whole records whose checksums fail. A session opens its archive with
+the count its last checkpoint committed: records past it are cut (writers) or hidden
+(readers); a record within it that fails its checksum is damage (bit rot), kept on disk but
+never served, and never mistaken for a torn tail. Opened without a count, trailing bad
+records are taken for a torn tail.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -20,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ikv_local import files
+from ikv_local.files import write_atomic
 from ikv_local.record import (
     FIXED_HEADER_SIZE,
     RECORD_DTYPE,
@@ -43,37 +48,14 @@ class ArchiveWarning(UserWarning):
     """Something was dropped or skipped on open; the archive itself is usable."""
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so a crash leaves either the old or the new file, whole."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 @dataclass
 class OpenReport:
     """What opening found: the counts a user or test may want to see."""
 
     records: int = 0
     torn_bytes: int = 0
-    dropped_tail: int = 0
+    dropped_tail: int = 0  # whole records past the last checkpoint (or torn), not served
+    missing: int = 0  # records the checkpoint counts that the file no longer holds
     bad_inside: list[int] = field(default_factory=list)
 
 
@@ -81,7 +63,8 @@ class Archive:
     """Records of one session. `Archive.create` makes one; `Archive(path)` opens it."""
 
     def __init__(self, folder: str | os.PathLike[str], *, writable: bool = True,
-                 expect: dict[str, Any] | None = None) -> None:
+                 expect: dict[str, Any] | None = None,
+                 committed_total: int | None = None) -> None:
         self.folder = Path(folder)
         self.path = self.folder / RECORDS_FILE
         if not self.path.is_file():
@@ -103,14 +86,13 @@ class Archive:
         self._counts = np.zeros(0, np.int64)  # token id -> occurrences in the first _counted
         self._counted = 0
         self._valid: np.ndarray | None = None
-        self._recover()
+        self._recover(committed_total)
 
     # -- creating and opening ----------------------------------------------------
 
     @classmethod
     def create(cls, folder: str | os.PathLike[str], meta: dict[str, Any]) -> Archive:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = files.private_dir(Path(folder))
         path = folder / RECORDS_FILE
         if path.exists():
             raise ArchiveError(f"an archive already exists in {folder}")
@@ -120,37 +102,38 @@ class Archive:
 
     @classmethod
     def open_or_create(cls, folder: str | os.PathLike[str], meta: dict[str, Any],
-                       keys: tuple[str, ...] = ("model_fingerprint", "sketch")) -> Archive:
+                       keys: tuple[str, ...] = ("model_fingerprint", "sketch"),
+                       committed_total: int | None = None) -> Archive:
         if (Path(folder) / RECORDS_FILE).exists():
-            return cls(folder, expect={k: meta[k] for k in keys if k in meta})
+            return cls(folder, expect={k: meta[k] for k in keys if k in meta},
+                       committed_total=committed_total)
         return cls.create(folder, meta)
 
-    def _recover(self) -> None:
+    def _recover(self, committed_total: int | None) -> None:
         body = self.path.stat().st_size - self.header.header_size
         n, torn = divmod(body, RECORD_SIZE)
-        self.report.torn_bytes = torn
-        self._n = n
         ok = valid(self._records(n)) if n else np.zeros(0, bool)
-        # a torn tail: trailing records that fail their checksums
-        keep = n
-        while keep and not ok[keep - 1]:
-            keep -= 1
+        if committed_total is None:  # no checkpoint to go by: trailing bad records are torn
+            keep = n
+            while keep and not ok[keep - 1]:
+                keep -= 1
+        else:  # a session's checkpoint says how many records are committed
+            want = committed_total - self.pruned
+            keep = min(n, want)
+            self.report.missing = max(0, want - n)
+        self.report.torn_bytes = torn
         self.report.dropped_tail = n - keep
         self.report.bad_inside = np.flatnonzero(~ok[:keep]).tolist()
         self._n = keep
         self.report.records = keep
         self._valid = ok[:keep]
-        if torn or keep < n:
-            warnings.warn(
-                f"archive {self.path}: dropped a torn tail of {torn} bytes and {n - keep} "
-                "incomplete records left by an interrupted write",
-                ArchiveWarning,
-                stacklevel=3,
-            )
-            if self.writable:
-                with open(self.path, "r+b") as f:
-                    f.truncate(self.header.header_size + keep * RECORD_SIZE)
-                    os.fsync(f.fileno())
+        if (torn or keep < n) and committed_total is None:
+            warnings.warn(f"archive {self.path}: dropped a torn tail of {torn} bytes and "
+                          f"{n - keep} incomplete records left by an interrupted write",
+                          ArchiveWarning, stacklevel=3)
+        if (torn or keep < n) and self.writable:  # the session says so in its own words
+            files.truncate(self.path, self.header.header_size + keep * RECORD_SIZE)
+            self._map = self._words = None
         if self.report.bad_inside:
             warnings.warn(
                 f"archive {self.path}: {len(self.report.bad_inside)} damaged records "
@@ -222,17 +205,7 @@ class Archive:
             raise ArchiveError("append takes records made by ikv_local.record.encode")
         if len(records) == 0:
             return
-        data = np.ascontiguousarray(records).tobytes()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        files.append(self.path, np.ascontiguousarray(records).tobytes(), sync=sync)
         self._n += len(records)
         self._valid = np.concatenate([self.usable, valid(records)])
         self._map = self._words = None
@@ -243,9 +216,7 @@ class Archive:
             raise ArchiveError(f"archive {self.path} was opened read-only")
         if not 0 <= n <= self._n:
             raise ArchiveError(f"cannot keep {n} of {self._n} records")
-        with open(self.path, "r+b") as f:
-            f.truncate(self.header.header_size + n * RECORD_SIZE)
-            os.fsync(f.fileno())
+        files.truncate(self.path, self.header.header_size + n * RECORD_SIZE)
         self._n = n
         self._valid = self.usable[:n]
         self._map = self._words = None
@@ -282,6 +253,7 @@ class Archive:
     # -- sources: where archived tokens came from ---------------------------------
 
     def sources(self) -> list[str]:
+        """Source names by id, checked against their checksum (a flipped byte would misattribute)."""
         path = self.folder / SOURCES_FILE
         if not path.exists():
             return []
@@ -289,9 +261,18 @@ class Archive:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise ArchiveFormatError(f"unreadable {path}: {exc}") from None
+        if isinstance(data, dict):  # since format 2: {"sources": [...], "sha256": ...}
+            names = data.get("sources")
+            if not isinstance(names, list) or data.get("sha256") != _sources_digest(names):
+                raise ArchiveFormatError(f"{path} fails its checksum")
+            data = names
         if not isinstance(data, list) or not all(isinstance(s, str) for s in data):
             raise ArchiveFormatError(f"{path} is not a list of source names")
         return data
+
+    def write_sources(self, names: list[str]) -> None:
+        body = {"sources": names, "sha256": _sources_digest(names)}
+        write_atomic(self.folder / SOURCES_FILE, json.dumps(body).encode())
 
     def source_id(self, name: str) -> int:
         """The id of a source (file path, "chat"), added on first use."""
@@ -301,5 +282,9 @@ class Archive:
         if len(names) >= 1 << 16:
             raise ArchiveError("an archive holds at most 65,536 sources")
         names.append(name)
-        write_atomic(self.folder / SOURCES_FILE, json.dumps(names).encode())
+        self.write_sources(names)
         return len(names) - 1
+
+
+def _sources_digest(names: list[str]) -> str:
+    return hashlib.sha256(json.dumps(names).encode()).hexdigest()

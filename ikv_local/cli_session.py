@@ -323,7 +323,8 @@ def bench_passkey(
         print(json.dumps({"summary": rows, "receipt": str(path)}))
 
 
-sessions = typer.Typer(help="Sessions on disk: list, show, rename, remove, export, reindex.",
+sessions = typer.Typer(help="Sessions on disk: list, show, rename, remove, export, reindex, "
+                       "check, repair.",
                        no_args_is_help=True)
 
 
@@ -401,7 +402,11 @@ def sessions_rm(name: Annotated[str, typer.Argument(help="Session name.")],
                                      param_hint="--yes")
         typer.confirm(f"Delete session {name!r} ({info.tokens:,} tokens, "
                       f"{format_size(info.disk_bytes)})?", abort=True)
-    remove_session(name)
+    target = remove_session(name)
+    if target is not None:
+        _err_console().print(f"removed session {name!r}: it was a link, and only the link went; "
+                             f"{target} was left as it was", markup=False, highlight=False)
+        return
     _err_console().print(f"deleted session {name!r}")
 
 
@@ -454,21 +459,20 @@ def sessions_export(
     fmt: Annotated[str, typer.Option("--format", "-f",
                                      help="md (transcript), json (turns and settings), text (every token held).")] = "md",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (default: stdout).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --out file if it exists.")] = False,
 ) -> None:
     """Write a session out: its transcript, its turns as JSON, or all the text it holds."""
-    from ikv_local.archive import write_atomic
-    from ikv_local.export import FORMATS, export_session
+    from ikv_local.export import FORMATS, export_session, write_export
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    if out is not None and out.exists() and not force:
+        raise IkvError(f"{out} exists; pass --force to replace it")
     text = export_session(name, fmt)
     if out is None:
         sys.stdout.write(text)
         return
-    try:
-        write_atomic(out, text.encode())
-    except OSError as exc:
-        raise IkvError(f"cannot write {out}: {exc.strerror or exc}") from None
+    write_export(out, text, force)
     _err_console().print(f"wrote {out} ({format_size(len(text.encode()))})", markup=False)
 
 
@@ -499,3 +503,45 @@ def sessions_rename(name: Annotated[str, typer.Argument(help="Session name.")],
 
     rename_session(name, new)
     _err_console().print(f"renamed session {name!r} to {new!r}", markup=False)
+
+
+@sessions.command("check")
+def sessions_check(name: Annotated[str, typer.Argument(help="Session name.")],
+                   json_out: JsonOpt = False) -> None:
+    """Verify every file of a session (no model needed); exit 1 when anything is damaged."""
+    from ikv_local.repair import check
+
+    report = check(name)
+    if json_out:
+        print(json.dumps(report.to_dict()))
+    else:
+        err = _err_console()
+        for f in report.findings:
+            err.print(f"{'ok     ' if f.ok else 'DAMAGED'} {f.part}: {f.detail}", markup=False,
+                      highlight=False)
+        err.print(f"session {name!r} is sound" if report.sound else
+                  f"session {name!r} is damaged; run: ikv sessions repair {name}", markup=False)
+    if not report.sound:
+        raise typer.Exit(1)
+
+
+@sessions.command("repair")
+def sessions_repair(name: Annotated[str, typer.Argument(help="Session name.")],
+                    model: ModelOpt = None, threads: ThreadsOpt = None,
+                    json_out: JsonOpt = False) -> None:
+    """Keep every record and turn that verifies, rebuild the rest, set damage aside in damaged/."""
+    from ikv_local.repair import repair
+
+    err = _err_console()
+    with err.status(f"repairing {name}"):
+        report = repair(name, model=model, n_threads=threads)
+    if json_out:
+        print(json.dumps(report.to_dict()))
+        return
+    for line in report.actions:
+        err.print(f"repaired: {line}", markup=False, highlight=False)
+    for line in report.lost:
+        err.print(f"lost: {line}", markup=False, highlight=False)
+    if not report.lost:
+        err.print("lost: nothing", markup=False)
+    err.print(f"session {name!r} opens again", markup=False)

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from ikv_local.errors import IkvError
+from ikv_local.files import FILE_MODE, write_atomic
 from ikv_local.history import History
-from ikv_local.session import OpenOptions, Session, hold_lock, read_meta, sessions_dir
+from ikv_local.session import (
+    OpenOptions,
+    Session,
+    committed_records,
+    hold_lock,
+    read_meta,
+    sessions_dir,
+)
 
 FORMATS = ("md", "json", "text")
 
@@ -24,7 +35,7 @@ def export_session(name: str, fmt: str = "md") -> str:
     if fmt == "text":
         return stream_text(name)
     history = History(sessions_dir() / name)
-    history.keep(int(meta.get("turns", len(history))), writable=False)
+    history.keep(min(int(meta.get("turns", history.last)), history.last), writable=False)
     fp = meta["model"]["fingerprint"]
     if fmt == "json":
         return json.dumps({
@@ -88,13 +99,25 @@ def reindex(name: str) -> Reindexed:
     fd = hold_lock(folder, name, exclusive=True)
     try:
         t0 = time.perf_counter()
+        saved = committed_records(name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the report below says what was found
-            archive = Archive(folder / "archive", writable=True)
+            archive = Archive(folder / "archive", writable=False, committed_total=saved)
         index = SketchIndex(archive)
         index.rebuild()
         return Reindexed(name, len(archive), len(archive.report.bad_inside),
                          index.meta["nlist"], round(time.perf_counter() - t0, 3),
                          index.disk_bytes())
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
+
+
+def write_export(out: Path, text: str, force: bool = False) -> None:
+    """Write an export: never over a file without `force`; an existing target keeps its mode."""
+    if out.exists() and not force:
+        raise IkvError(f"{out} exists; pass --force to replace it")
+    if out.is_dir():
+        raise IkvError(f"{out} is a folder")
+    mode = stat.S_IMODE(out.stat().st_mode) if out.exists() else FILE_MODE
+    write_atomic(out, text.encode(), mode=mode)

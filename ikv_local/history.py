@@ -9,7 +9,6 @@ two writes) is cut on the next writable open, and a torn last line is never read
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import time
@@ -18,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ikv_local.archive import write_atomic
+from ikv_local import files
+from ikv_local.files import write_atomic
 
 LOG_NAME = "turns.jsonl"
 
@@ -63,37 +63,53 @@ def decode_line(line: bytes) -> Turn | None:
         return None
 
 
+@dataclass
+class _Line:
+    n: int  # the turn's number (inferred from its neighbours for a damaged line)
+    raw: bytes
+    turn: Turn | None  # None: the line fails its checksum (kept on disk, never served)
+
+
 class History:
     """turns.jsonl in a session folder."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / LOG_NAME
         self.turns: list[Turn] = []
-        self._ends: list[int] = []  # byte offset after each good line
+        self._lines: list[_Line] = []
         if not self.path.exists():
             return
-        offset = 0
-        with open(self.path, "rb") as f:
-            for line in f:
-                turn = decode_line(line)
-                if turn is None or (self.turns and turn.n != self.turns[-1].n + 1):
-                    break
-                offset += len(line)
-                self.turns.append(turn)
-                self._ends.append(offset)
+        raw = self.path.read_bytes().splitlines(keepends=True)
+        parsed = [decode_line(line) for line in raw]
+        first = next((t.n - i for i, t in enumerate(parsed) if t is not None), 1)
+        n = first - 1
+        for line, turn in zip(raw, parsed):
+            if turn is not None and turn.n <= n:
+                turn = None  # verifies, but out of order: not served either
+            n = turn.n if turn is not None else n + 1  # repair may leave gaps; numbers stay
+            self._lines.append(_Line(n, line, turn))
+        self._index()
+
+    def _index(self) -> None:
+        self.turns = [line.turn for line in self._lines if line.turn is not None]
 
     def __len__(self) -> int:
         return len(self.turns)
 
     @property
+    def damaged(self) -> list[int]:
+        """Numbers of the turns whose lines fail their checksums."""
+        return [line.n for line in self._lines if line.turn is None]
+
+    @property
     def last(self) -> int:
-        """The number of the last turn (turns keep their numbers when older ones are pruned)."""
-        return self.turns[-1].n if self.turns else self._pruned
+        """The number of the last turn logged (turns keep their numbers when older ones are pruned)."""
+        return self._lines[-1].n if self._lines else self._pruned
 
     @property
     def pruned(self) -> int:
         """Turns numbered up to this one have been pruned (or are being)."""
-        return max(self._pruned, self.turns[0].n - 1 if self.turns else 0)
+        return max(self._pruned, self._lines[0].n - 1 if self._lines else 0)
 
     _pruned = 0
 
@@ -107,43 +123,47 @@ class History:
         """Hold the turns up to number `last` (the checkpoint's), cutting any beyond."""
         if last > self.last:
             raise ValueError(f"the log ends at turn {self.last}, its checkpoint expects {last}")
-        n = sum(1 for t in self.turns if t.n <= last)
+        n = sum(1 for line in self._lines if line.n <= last)
         size = self.path.stat().st_size if self.path.exists() else 0
-        end = self._ends[n - 1] if n else 0
+        end = sum(len(line.raw) for line in self._lines[:n])
+        if n < len(self._lines) and writable:
+            cut = sum(1 for line in self._lines[n:] if line.turn is not None)
+            if cut:
+                warnings.warn(f"{cut} turn(s) logged after the last checkpoint were cut",
+                              stacklevel=2)
         if writable and size != end:
-            if n < len(self.turns):
-                warnings.warn(f"{len(self.turns) - n} turn(s) logged after the last checkpoint "
-                              "were cut", stacklevel=2)
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-                os.fsync(f.fileno())
-        if not n and self.turns:
-            self._pruned = max(self._pruned, self.turns[0].n - 1)
-        del self.turns[n:], self._ends[n:]
+            files.truncate(self.path, end)
+        if not n and self._lines:
+            self._pruned = max(self._pruned, self._lines[0].n - 1)
+        del self._lines[n:]
+        self._index()
 
     def drop_before(self, first: int) -> int:
         """Prune turns numbered below `first` (the log is rewritten whole); how many went."""
-        gone = [t for t in self.turns if t.n < first]
+        gone = [line for line in self._lines if line.n < first]
         if not gone:
             return 0
         self._pruned = max(self._pruned, gone[-1].n)
-        kept = self.turns[len(gone):]
-        lines = [encode_line(t) for t in kept]
-        write_atomic(self.path, b"".join(lines))
-        self.turns = kept
-        self._ends = list(itertools.accumulate(len(line) for line in lines))
+        kept = self._lines[len(gone):]
+        write_atomic(self.path, b"".join(line.raw for line in kept))
+        self._lines = kept
+        self._index()
         return len(gone)
+
+    def set_aside(self) -> list[_Line]:
+        """Remove damaged lines from the log (repair keeps them elsewhere); the ones removed."""
+        bad = [line for line in self._lines if line.turn is None]
+        if bad:
+            self._lines = [line for line in self._lines if line.turn is not None]
+            write_atomic(self.path, b"".join(line.raw for line in self._lines))
+            self._index()
+        return bad
 
     def append(self, turn: Turn) -> None:
         line = encode_line(turn)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        files.append(self.path, line, create=True)
+        self._lines.append(_Line(turn.n, line, turn))
         self.turns.append(turn)
-        self._ends.append((self._ends[-1] if self._ends else 0) + len(line))
 
     def turn_at(self, position: int) -> Turn | None:
         """The turn whose tokens include this stream position."""

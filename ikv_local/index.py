@@ -21,6 +21,7 @@ the previous consistent set or a set that `refresh` repairs.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ from usearch.index import Index, MetricKind, ScalarKind, search
 
 assert llama_cpp.__version__  # (imported for its load order only; see docs/engine.md)
 
-from ikv_local.archive import Archive, write_atomic
+from ikv_local import files
+from ikv_local.archive import Archive
+from ikv_local.files import write_atomic
 from ikv_local.record import SKETCH_BYTES
 
 EXACT_LIMIT = 1 << 16  # below this many records a full scan is faster than probing
@@ -141,15 +144,12 @@ class SketchIndex:
         return np.memmap(path, np.uint16, "r", 0, (n,))
 
     def _append_assign(self, labels: np.ndarray) -> None:
-        with open(self._assign_path(), "ab") as f:
-            f.write(labels.astype("<u2").tobytes())
-            f.flush()
-            os.fsync(f.fileno())
+        files.append(self._assign_path(), labels.astype("<u2").tobytes(), create=True)
 
     def _save_npy(self, name: str, arr: np.ndarray) -> None:
-        tmp = self.folder / f".{name}.{os.getpid()}.tmp.npy"
-        np.save(tmp, arr)
-        os.replace(tmp, self.folder / name)
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        write_atomic(self.folder / name, buf.getvalue())
 
     def disk_bytes(self) -> int:
         names = ("centroids.usearch", "centroids.npy", "assign.u16", "postings.npy", "offsets.npy",
@@ -200,8 +200,13 @@ class SketchIndex:
         index.add(np.arange(nlist), centroids)
         self._save_npy("centroids.npy", centroids)
         tmp = self.folder / f".centroids.{os.getpid()}.tmp"
-        index.save(str(tmp))
-        os.replace(tmp, self.folder / "centroids.usearch")
+        try:
+            with files.guarded(self.folder / "centroids.usearch", "write"):
+                index.save(str(tmp))
+                os.chmod(tmp, files.FILE_MODE)
+                os.replace(tmp, self.folder / "centroids.usearch")
+        finally:
+            tmp.unlink(missing_ok=True)
         self._centroids = Index.restore(str(self.folder / "centroids.usearch"), view=True)
         self.meta = {"nlist": nlist, "n_grouped": 0, "trained_on": n}
         labels = self._assign(np.asarray(sketches[:n]))

@@ -15,40 +15,48 @@ writable open, so the window and the archive always describe one stream of token
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import re
 import shutil
-import struct
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ikv_local.archive import Archive, write_atomic
+from ikv_local.archive import RECORDS_FILE, SOURCES_FILE, Archive
+from ikv_local.checkpoint import (
+    META_FILE,
+    WINDOW_FILE,
+    Damaged,
+    SessionError,
+    meta_copy,
+    read_meta_file,
+    read_window,
+    repair_hint,
+    window_copy,
+    write_meta_file,
+    write_window,
+)
 from ikv_local.calibrate import sketch_spec
 from ikv_local.support import check as check_memory
 from ikv_local.engine import Engine, EngineConfig
-from ikv_local.errors import IkvError, ModelError
+from ikv_local.errors import ModelError
+from ikv_local.files import FILE_MODE, private_dir, storage_error
 from ikv_local.fingerprint import model_fingerprint
-from ikv_local.history import History
+from ikv_local.history import LOG_NAME, History
 from ikv_local.index import SketchIndex
 from ikv_local.kvcost import bytes_per_token
 from ikv_local.model_file import resolve_model
 from ikv_local.paths import data_dir
 from ikv_local.recall import Heat
 from ikv_local.sketch import SketchSpec
+from ikv_local.record import ArchiveFormatError, Role
+from ikv_local.filing import Origin
 from ikv_local.window import N_SEQ, Layout, Window, WindowTooSmall
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-WINDOW_MAGIC = b"IKVWIN\x00\x01"
-FORMAT = 1
-
-
-class SessionError(IkvError):
-    exit_code = 7
 
 
 class SessionNotFound(SessionError):
@@ -97,25 +105,7 @@ class OpenOptions:
     type_k: str = "f16"  # KV cache types for a new session; an existing one keeps its own
     type_v: str = "f16"
     slot: int | None = None  # recall slot of a new session; None: Layout.plan's default
-
-
-def _pack_window(meta: dict[str, Any], state: bytes) -> bytes:
-    head = json.dumps(meta).encode()
-    body = WINDOW_MAGIC + struct.pack("<IQ", len(head), len(state)) + head + state
-    return body + hashlib.sha256(body).digest()
-
-
-def _unpack_window(data: bytes, path: Path) -> tuple[dict[str, Any], bytes]:
-    fixed = len(WINDOW_MAGIC) + 12
-    if len(data) < fixed + 32 or data[: len(WINDOW_MAGIC)] != WINDOW_MAGIC:
-        raise SessionError(f"{path} is not an ikv window checkpoint")
-    if hashlib.sha256(data[:-32]).digest() != data[-32:]:
-        raise SessionError(f"{path} fails its checksum; the session's window cannot be restored")
-    n_head, n_state = struct.unpack("<IQ", data[len(WINDOW_MAGIC) : fixed])
-    if fixed + n_head + n_state + 32 != len(data):
-        raise SessionError(f"{path} has the wrong length")
-    meta = json.loads(data[fixed : fixed + n_head])
-    return meta, data[fixed + n_head : fixed + n_head + n_state]
+    rebuild: bool = False  # repair: a lost window is decoded again from session.json's copy
 
 
 class Session:
@@ -127,31 +117,32 @@ class Session:
         self.options = options
         self.engine: Engine | None = None
         self._lock_fd: int | None = None
-        meta_path = self.folder / "session.json"
-        exists = meta_path.is_file()
-        if not exists and not options.create:
-            raise SessionNotFound(
-                f"no session named {name!r}; make one with: ikv ingest FILE --session {name}"
-            )
-        if exists:
-            try:
-                self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-            except (OSError, ValueError) as exc:
-                raise SessionError(f"unreadable {meta_path}: {exc}") from None
-        created = not exists
+        meta_path = self.folder / META_FILE
+        made = False  # this process made the folder's files: on failure it removes them
         try:
-            self._lock(exclusive=options.writable)
+            if not meta_path.is_file() and not options.create:
+                raise _not_found(self.folder, name)
+            self._lock_fd = hold_lock(self.folder, name, exclusive=options.writable)
+            exists = meta_path.is_file()  # looked at again, now that no writer can be at work
+            if not exists:
+                if not options.create or holds_data(self.folder):
+                    raise _not_found(self.folder, name)
+                made = True
+            self.meta: dict[str, Any] = self._read_meta(meta_path) if exists else {}
             self._load(exists)
         except BaseException:
+            if made and self._lock_fd is not None and not meta_path.exists():
+                shutil.rmtree(self.folder, ignore_errors=True)  # ours alone: we hold the lock
             self.close()
-            if created and not (self.folder / "session.json").exists():
-                shutil.rmtree(self.folder, ignore_errors=True)
             raise
 
-    # -- opening -----------------------------------------------------------------
+    def _read_meta(self, path: Path) -> dict[str, Any]:
+        try:
+            return read_meta_file(path)
+        except Damaged as exc:
+            raise Damaged(f"session {self.name!r}: {exc}; {repair_hint(self.name)}") from None
 
-    def _lock(self, exclusive: bool) -> None:
-        self._lock_fd = hold_lock(self.folder, self.name, exclusive)
+    # -- opening -----------------------------------------------------------------
 
     def _model_path(self, exists: bool) -> Path:
         if self.options.model is not None or not exists:
@@ -166,6 +157,12 @@ class Session:
 
     def _load(self, exists: bool) -> None:
         opts = self.options
+        checkpoint = self._read_checkpoint() if exists else None
+        copy = self.meta.get("window") if exists and checkpoint is None else None
+        if exists and checkpoint is None and not (opts.rebuild and opts.writable):
+            raise Damaged(f"session {self.name!r} has lost its window checkpoint ({WINDOW_FILE}); "
+                          f"{repair_hint(self.name)}")
+        saved = checkpoint[0] if checkpoint else copy or {}
         n_ctx = int(self.meta["n_ctx"]) if exists else opts.n_ctx
         kv = self.meta.get("kv", {}) if exists else {"type_k": opts.type_k, "type_v": opts.type_v}
         type_k, type_v = kv.get("type_k", "f16"), kv.get("type_v", "f16")
@@ -185,26 +182,18 @@ class Session:
             )
         self.spec: SketchSpec = sketch_spec(self.engine)
         self.chat_format = self.engine.chat_format()
-        archive_meta = {"model_fingerprint": fp, "sketch": self.spec.to_dict()}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if opts.writable:
-                self.archive = Archive.open_or_create(self.folder / "archive", archive_meta)
-            else:
-                self.archive = Archive(self.folder / "archive", writable=False, expect=archive_meta)
+        self._open_archive(fp, saved, exists)
         self.history = History(self.folder)
-        checkpoint = self._read_checkpoint()
-        self.heat = Heat([list(r) for r in checkpoint[0].get("heat", [])] if checkpoint else [])
-        if checkpoint is None:
+        self.heat = Heat([list(r) for r in saved.get("heat", [])])
+        if not exists:
             self.system = opts.system or ""
             sink = self._sink(self.system)
             layout = Layout.plan(n_ctx, len(sink), slot=opts.slot)
         else:
-            self.system = checkpoint[0].get("system", "")
-            layout = Layout(**checkpoint[0]["layout"])
+            self.system = saved.get("system", self.meta.get("system", ""))
+            layout = Layout(**saved.get("layout", self.meta["layout"]))
         if not exists:
             self.meta = {
-                "format": FORMAT,
                 "name": self.name,
                 "model": {"path": str(path.resolve()), "fingerprint": fp},
                 "n_ctx": n_ctx,
@@ -215,20 +204,83 @@ class Session:
                 "updated": _now(),
             }
         self.window = Window(self.engine, layout, self.archive if opts.writable else None, self.spec)
-        if checkpoint is None:
-            self.window.start(sink)
-            if len(self.archive) and opts.writable:
-                self.archive.truncate(0)
-            self.history.keep(0, writable=opts.writable)
-        else:
+        if checkpoint is not None:
             self.window.restore(*checkpoint)
-            self._catch_up_prune(checkpoint[0])
-            self._reconcile(int(checkpoint[0].get("turns", 0)))
+        elif exists:
+            self._decode_lost_window(saved)
+        else:
+            self.window.start(sink)
+        if exists:
+            self._catch_up_prune(saved)
+            self._reconcile(int(saved.get("turns", self.history.last)))
+        else:
+            self.history.keep(0, writable=opts.writable)
         self.index = SketchIndex(self.archive)
         if opts.writable and opts.system is not None and opts.system != self.system:
             self.set_system(opts.system)
         if opts.writable and not exists:
             self.save()
+
+    def _open_archive(self, fp: dict[str, Any], saved: dict[str, Any], exists: bool) -> None:
+        """The archive as the last checkpoint committed it, its sources checked against it."""
+        meta = {"model_fingerprint": fp, "sketch": self.spec.to_dict()}
+        committed: int | None = 0
+        if saved:
+            committed = int(saved.get("archived", 0)) + int(saved.get("pruned", 0))
+        elif exists:
+            committed = None  # repair of a format-1 session: no count to go by, keep what verifies
+        folder = self.folder / "archive"
+        if exists and not (folder / RECORDS_FILE).is_file() and (committed or committed is None):
+            raise Damaged(f"session {self.name!r} has lost its archive; {repair_hint(self.name)}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if self.options.writable:
+                self.archive = Archive.open_or_create(folder, meta, committed_total=committed)
+            else:
+                self.archive = Archive(folder, writable=False, expect=meta,
+                                       committed_total=committed)
+        report = self.archive.report
+        if report.missing and not self.options.rebuild:
+            raise Damaged(f"session {self.name!r}: the archive holds {len(self.archive):,} tokens, "
+                          f"its checkpoint expects {len(self.archive) + report.missing:,}; "
+                          f"{repair_hint(self.name)}")
+        if report.dropped_tail and self.options.writable:
+            warnings.warn(f"session {self.name!r}: {report.dropped_tail:,} tokens archived after "
+                          "the last checkpoint (an interrupted ingest or turn) were cut",
+                          stacklevel=4)
+        if report.bad_inside:
+            warnings.warn(f"session {self.name!r}: {len(report.bad_inside):,} archived tokens "
+                          f"fail their checksums and are not recalled; {repair_hint(self.name)}",
+                          stacklevel=4)
+        try:
+            names = self.archive.sources()
+        except ArchiveFormatError as exc:
+            raise Damaged(f"session {self.name!r}: {exc}; {repair_hint(self.name)}") from None
+        kept = saved.get("sources")
+        if kept is not None and names[: len(kept)] != kept and not self.options.rebuild:
+            raise Damaged(f"session {self.name!r}: {SOURCES_FILE} disagrees with the last "
+                          f"checkpoint; {repair_hint(self.name)}")
+
+    def _decode_lost_window(self, copy: dict[str, Any]) -> None:
+        """Repair: the window decoded again from the token ids session.json keeps."""
+        window = self.window
+        window.start(self._sink(self.system))
+        recent = copy.get("recent", {"tokens": [], "roles": [], "sources": [], "segments": []})
+        lost = self.archive.report.missing
+        window.archived = int(copy.get("archived", len(self.archive))) - lost
+        window.dropped = int(copy.get("dropped", 0)) + lost
+        if "archived" not in copy and len(self.archive):  # no copy: the records say where
+            window.dropped = int(self.archive.records()["position"][-1]) + 1 - len(self.archive)
+        window.previous_token = copy.get("previous_token")
+        tokens = recent["tokens"]
+        start = 0
+        for i in range(1, len(tokens) + 1):
+            key = lambda j: (recent["roles"][j], recent["sources"][j], recent["segments"][j])  # noqa: E731
+            if i == len(tokens) or key(i) != key(start):
+                window.append(tokens[start:i], Origin(Role(recent["roles"][start]),
+                                                      recent["sources"][start],
+                                                      recent["segments"][start]))
+                start = i
 
     def _sink(self, system: str) -> list[int]:
         """BOS, then the system prompt as the chat format writes it."""
@@ -237,8 +289,12 @@ class Session:
         return bos + self.engine.tokenize(self.chat_format.system(system), special=True)
 
     def _read_checkpoint(self) -> tuple[dict[str, Any], bytes] | None:
-        path = self.folder / "window.bin"
-        return _unpack_window(path.read_bytes(), path) if path.is_file() else None
+        try:
+            return read_window(self.folder)
+        except Damaged as exc:
+            if self.options.rebuild and self.options.writable:
+                return None
+            raise Damaged(f"session {self.name!r}: {exc}; {repair_hint(self.name)}") from None
 
     def restore_window(self) -> None:
         """Put the window back as the last checkpoint left it."""
@@ -263,27 +319,17 @@ class Session:
         self.history.mark_pruned(int(saved.get("turns_pruned", 0)), writable=self.options.writable)
 
     def _reconcile(self, turns: int) -> None:
-        """Cut records and turns past the checkpoint; fewer than it expects is damage."""
-        have, want = len(self.archive), self.window.archived
-        if have < want:
-            raise SessionError(
-                f"session {self.name!r}: the archive holds {have:,} tokens, its checkpoint "
-                f"expects {want:,}"
-            )
-        if self.history.last < turns:
-            raise SessionError(
+        """Cut turns past the checkpoint; fewer than it expects is damage."""
+        if self.history.last < turns and not self.options.rebuild:
+            raise Damaged(
                 f"session {self.name!r}: the turn log ends at turn {self.history.last}, its "
-                f"checkpoint expects {turns}"
+                f"checkpoint expects {turns}; {repair_hint(self.name)}"
             )
-        writable = self.options.writable
-        if have > want and writable:
-            warnings.warn(
-                f"session {self.name!r}: {have - want:,} tokens archived after the last "
-                "checkpoint (an interrupted ingest or turn) were cut",
-                stacklevel=3,
-            )
-            self.archive.truncate(want)
-        self.history.keep(turns, writable=writable)
+        self.history.keep(min(turns, self.history.last), writable=self.options.writable)
+        if self.history.damaged:
+            warnings.warn(f"session {self.name!r}: turn(s) {self.history.damaged} of the log fail "
+                          f"their checksums and are not shown; {repair_hint(self.name)}",
+                          stacklevel=3)
 
     def set_system(self, text: str) -> None:
         """A new system prompt: the sink is rebuilt and the recent tokens read again after it."""
@@ -304,17 +350,19 @@ class Session:
         """A checkpoint: the window's state, then the metadata (each replaced atomically)."""
         if not self.options.writable:
             raise SessionError("this session was opened read-only")
-        wmeta, state = self.window.snapshot()
-        wmeta = {**wmeta, "turns": self.history.last, "turns_pruned": self.history.pruned,
-                 "pruned": self.archive.pruned, "system": self.system, "heat": self.heat.to_list()}
-        write_atomic(self.folder / "window.bin", _pack_window(wmeta, state))
         self.meta["updated"] = _now()
         self.meta["tokens"] = self.window.stream_end
         self.meta["archived_tokens"] = self.window.archived
         self.meta["turns"] = self.history.last
         self.meta["turns_pruned"] = self.history.pruned
         self.meta["system"] = self.system
-        write_atomic(self.folder / "session.json", json.dumps(self.meta, indent=1).encode())
+        wmeta, state = self.window.snapshot()
+        wmeta = {**wmeta, "turns": self.history.last, "turns_pruned": self.history.pruned,
+                 "pruned": self.archive.pruned, "system": self.system, "heat": self.heat.to_list(),
+                 "session": meta_copy(self.meta), "sources": self.archive.sources()}
+        write_window(self.folder, wmeta, state)
+        self.meta["window"] = window_copy(wmeta)
+        write_meta_file(self.folder / META_FILE, self.meta)
 
     # -- reading -----------------------------------------------------------------
 
@@ -330,7 +378,7 @@ class Session:
         return self.archive.disk_bytes()
 
     def close(self) -> None:
-        if self.engine is not None:
+        if getattr(self, "engine", None) is not None:
             self.engine.close()
             self.engine = None
         if self._lock_fd is not None:
@@ -344,18 +392,70 @@ class Session:
         self.close()
 
 
-def hold_lock(folder: Path, name: str, exclusive: bool) -> int:
-    """flock the session folder (one writer, or readers); the fd holds it until closed."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except BlockingIOError:
+def hold_lock(folder: Path, name: str, exclusive: bool) -> int | None:
+    """flock the session folder (one writer, or readers); the fd holds it until closed.
+
+    The lock file is checked to still be the folder's after the lock is taken: a process
+    that failed to make a new session removes its folder, and a lock taken on the removed
+    file would let two writers in. A reader on a read-only filesystem with no lock file gets
+    None: no writer can be at work there.
+    """
+    while True:
+        if exclusive:
+            private_dir(folder)
+        elif not folder.is_dir():
+            raise _not_found(folder, name)
+        lock = folder / ".lock"
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            if exclusive:
+                raise storage_error(exc, lock, "lock") from None
+            try:
+                fd = os.open(lock, os.O_RDONLY)
+            except OSError:
+                return None
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SessionBusy(_busy(folder, name)) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
         os.close(fd)
-        raise SessionBusy(_busy(folder, name)) from None
-    os.ftruncate(fd, 0)  # who holds it, for the message another process gets
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:  # who holds it, for the message another process gets
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError:
+        pass
     return fd
+
+
+def holds_data(folder: Path) -> bool:
+    """Anything in a session folder worth keeping (a new session may only start in an empty one)."""
+    if any((folder / n).exists() for n in (WINDOW_FILE, META_FILE, LOG_NAME)):
+        return True
+    records = folder / "archive" / RECORDS_FILE
+    if (folder / "archive" / SOURCES_FILE).exists():
+        return True
+    if not records.exists():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return len(Archive(folder / "archive", writable=False)) > 0
+    except Exception:  # an unreadable archive is still somebody's data
+        return True
+
+
+def _not_found(folder: Path, name: str) -> SessionError:
+    if folder.is_dir() and holds_data(folder):
+        return Damaged(f"session {name!r} has lost its {META_FILE}; {repair_hint(name)}")
+    return SessionNotFound(f"no session named {name!r}; make one with: ikv ingest FILE --session {name}")
 
 
 def _busy(folder: Path, name: str) -> str:
@@ -392,66 +492,102 @@ class SessionInfo:
 
 def session_info(name: str) -> SessionInfo:
     folder = sessions_dir() / check_name(name)
-    meta_path = folder / "session.json"
+    meta_path = folder / META_FILE
     if not meta_path.is_file():
-        raise SessionNotFound(f"no session named {name!r}")
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        problem = _not_found(folder, name)
+        if isinstance(problem, SessionNotFound):
+            raise problem
+        return SessionInfo(name, "?", 0, 0, 0, 0, _size(folder), "", 0, str(problem))
+    size = _size(folder)
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = read_meta_file(meta_path)
         fp = meta["model"]["fingerprint"]
         return SessionInfo(name, fp.get("name") or fp["arch"], int(meta["n_ctx"]),
                            len(meta.get("documents", [])), int(meta.get("tokens", 0)),
                            int(meta.get("archived_tokens", 0)), size, meta.get("updated", ""),
                            int(meta.get("turns", 0)))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return SessionInfo(name, "?", 0, 0, 0, 0, size, "", 0, f"unreadable session.json: {exc}")
+    except (Damaged, OSError, ValueError, KeyError, TypeError) as exc:
+        return SessionInfo(name, "?", 0, 0, 0, 0, size, "", 0,
+                           f"damaged {META_FILE} ({exc}); {repair_hint(name)}")
+
+
+def committed_records(name: str) -> int | None:
+    """Records the last checkpoint committed (pruned ones included); None without one."""
+    try:
+        checkpoint = read_window(sessions_dir() / name)
+    except Damaged:
+        checkpoint = None
+    saved = checkpoint[0] if checkpoint else read_meta(name).get("window")
+    if not saved:
+        return None
+    return int(saved.get("archived", 0)) + int(saved.get("pruned", 0))
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def read_meta(name: str) -> dict[str, Any]:
-    """A session's session.json, without loading a model."""
-    path = sessions_dir() / check_name(name) / "session.json"
-    if not path.is_file():
-        raise SessionNotFound(f"no session named {name!r}")
+    """A session's session.json, checked, without loading a model."""
+    folder = sessions_dir() / check_name(name)
+    if not (folder / META_FILE).is_file():
+        raise _not_found(folder, name)
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise SessionError(f"unreadable {path}: {exc}") from None
+        return read_meta_file(folder / META_FILE)
+    except Damaged as exc:
+        raise Damaged(f"session {name!r}: {exc}; {repair_hint(name)}") from None
 
 
 def list_sessions() -> list[SessionInfo]:
+    """Every session folder, damaged ones included (with their problem)."""
     root = sessions_dir()
     if not root.is_dir():
         return []
-    names = sorted(p.name for p in root.iterdir()
-                   if p.is_dir() and NAME_RE.fullmatch(p.name) and (p / "session.json").is_file())
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name)
+                   and ((p / META_FILE).is_file() or holds_data(p)))
     return [session_info(n) for n in names]
 
 
-def remove_session(name: str) -> None:
-    """Delete a session that no process has open."""
+def remove_session(name: str) -> str | None:
+    """Delete a session no process has open; for a folder that is a link, only the link.
+
+    Returns the link's target when only a link was removed.
+    """
     folder = sessions_dir() / check_name(name)
-    if not (folder / "session.json").is_file():
+    if not folder.is_dir() or not ((folder / META_FILE).is_file() or holds_data(folder)):
         raise SessionNotFound(f"no session named {name!r}")
     fd = hold_lock(folder, name, exclusive=True)
     try:
-        os.remove(folder / "session.json")  # from here on the folder is no session
-        shutil.rmtree(folder)
+        if folder.is_symlink():  # what it points at may be anywhere: leave it as it is
+            target = os.readlink(folder)
+            os.unlink(folder)
+            return target
+        os.remove(folder / META_FILE) if (folder / META_FILE).exists() else None
+        shutil.rmtree(folder)  # from the line above on, the folder is no session
+        return None
+    except OSError as exc:
+        raise storage_error(exc, folder, "delete") from None
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def rename_session(name: str, new: str) -> None:
     """Give a session no process has open another name (the folder moves as a whole)."""
     folder, target = sessions_dir() / check_name(name), sessions_dir() / check_name(new)
-    if not (folder / "session.json").is_file():
-        raise SessionNotFound(f"no session named {name!r}")
+    if not (folder / META_FILE).is_file():
+        raise _not_found(folder, name)
     if target.exists():
         raise SessionError(f"a session named {new!r} already exists")
     fd = hold_lock(folder, name, exclusive=True)
     try:
         meta = read_meta(name)
         meta["name"] = new
-        write_atomic(folder / "session.json", json.dumps(meta, indent=1).encode())
-        os.rename(folder, target)
+        write_meta_file(folder / META_FILE, meta)
+        try:
+            os.rename(folder, target)
+        except OSError as exc:
+            raise storage_error(exc, folder, "rename") from None
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)

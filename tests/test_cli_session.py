@@ -63,7 +63,7 @@ def test_a_second_document_is_appended(ikv, doc, tmp_path, ikv_home):
     assert all(d["complete"] for d in meta["documents"])
     assert meta["tokens"] == first["tokens"] + got["tokens"]
     assert got["archived_tokens"] > first["archived_tokens"]
-    sources = json.loads((ikv_home / "sessions" / "s2" / "archive" / "sources.json").read_text())
+    sources = json.loads((ikv_home / "sessions" / "s2" / "archive" / "sources.json").read_text())["sources"]
     assert [Path(s).name for s in sources] == ["first.txt", "second.txt"]
     run = ikv("ask", "What is the pass key?", "--session", "s2", "--json", "-n", "24")
     assert key.answer in json.loads(run.stdout)["answer"]

@@ -1,0 +1,197 @@
+"""Every write ikv makes to a session goes through here: owner-only, fsynced, crash-safe.
+
+One place for the write sites means one place to turn an OSError (disk full, I/O error,
+read-only filesystem) into a one-line `StorageError`, to clean up a temporary file that a
+failed write leaves, and to inject faults in tests: `IKV_FAULT=KIND:N` makes the N-th write
+call of the process fail (`enospc`, `eio`), die before it (`kill`) or die half-way through
+it (`torn`); `IKV_FAULT=count:FILE` appends one line per write site to FILE. With the
+variable unset the hook is one comparison per write call (writes are per block, not per
+token).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from pathlib import Path
+
+from ikv_local.errors import IkvError
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+class StorageError(IkvError):
+    """A write failed: what failed and where; committed data is as it was."""
+
+    exit_code = 5
+
+
+_WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+        errno.EIO: "an I/O error", errno.EROFS: "the filesystem is read-only",
+        errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+
+
+def storage_error(exc: OSError, path: Path | str, doing: str) -> StorageError:
+    why = _WHY.get(exc.errno or 0, exc.strerror or str(exc))
+    return StorageError(f"cannot {doing} {path}: {why}; what was saved before is intact")
+
+
+# -- the fault hook ----------------------------------------------------------------
+
+_FAULT = os.environ.get("IKV_FAULT") or None
+_calls = 0
+
+
+def _at(site: str, path: Path) -> str | None:
+    """Count this write call; the fault to apply to it, if any."""
+    global _calls
+    if _FAULT is None:
+        return None
+    _calls += 1
+    kind, _, arg = _FAULT.partition(":")
+    if kind == "count":
+        with open(arg, "a") as f:
+            f.write(f"{_calls} {site} {path.name}\n")
+        return None
+    if not arg.isdigit() or int(arg) != _calls:
+        return None
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind in ("enospc", "eio"):
+        code = errno.ENOSPC if kind == "enospc" else errno.EIO
+        raise OSError(code, os.strerror(code), str(path))
+    return kind  # "torn": the caller writes half, then the process dies
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- writes -------------------------------------------------------------------------
+
+def private_dir(path: Path) -> Path:
+    """Make `path` and any missing parents owner-only (0700), whatever the umask."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise StorageError(f"{p} is a file, not a folder; ikv keeps its data in a folder there")
+    for d in reversed(missing):
+        try:
+            _at("mkdir", d)
+            d.mkdir(mode=DIR_MODE)
+            os.chmod(d, DIR_MODE)
+        except FileExistsError:
+            if not d.is_dir():
+                raise StorageError(f"{d} is a file, not a folder") from None
+        except OSError as exc:
+            raise storage_error(exc, d, "make the folder") from None
+    return path
+
+
+def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Replace `path` with `data` so a crash leaves either the old or the new file, whole.
+
+    A failed write removes its temporary file, so a full disk leaves nothing behind that
+    would keep later writes failing.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fault = _at("replace", path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.fchmod(fd, mode)
+            _write_all(fd, data[: len(data) // 2] if fault == "torn" else data)
+            if fault == "torn":
+                _die()
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise storage_error(exc, path, "write") from None
+    fsync_dir(path.parent)
+
+
+def append(path: Path, data: bytes, *, sync: bool = True, create: bool = False) -> None:
+    """Append `data` in whole; a failure leaves at most a torn tail past the last checkpoint."""
+    path = Path(path)
+    try:
+        fault = _at("append", path)
+        flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0)
+        fd = os.open(path, flags, FILE_MODE)
+        try:
+            if fault == "torn":
+                _write_all(fd, data[: max(1, len(data) // 2)])
+                os.fsync(fd)
+                _die()
+            _write_all(fd, data)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise storage_error(exc, path, "append to") from None
+
+
+def truncate(path: Path, size: int) -> None:
+    try:
+        _at("truncate", path)
+        with open(path, "r+b") as f:
+            f.truncate(size)
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise storage_error(exc, path, "cut") from None
+
+
+def guarded(path: Path, doing: str):  # type: ignore[no-untyped-def]
+    """A context for writes made by other libraries (usearch): fault hook and one-line errors."""
+    return _Guard(path, doing)
+
+
+class _Guard:
+    def __init__(self, path: Path, doing: str) -> None:
+        self.path, self.doing = Path(path), doing
+
+    def __enter__(self) -> None:
+        try:
+            _at(self.doing, self.path)
+        except OSError as exc:
+            raise storage_error(exc, self.path, self.doing) from None
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
+        if isinstance(exc, OSError):
+            raise storage_error(exc, self.path, self.doing) from None
+        if isinstance(exc, RuntimeError):  # usearch reports a failed save this way
+            raise StorageError(f"cannot {self.doing} {self.path}: {exc}") from None
+        return False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
