@@ -199,6 +199,10 @@ def test_a_reader_sees_exactly_the_last_checkpoint_after_a_kill(folder, tmp_path
     run = run_ikv("ingest", str(doc), "--session", NAME, env={"IKV_FAULT": f"kill:{appends[1]}"})
     assert run.returncode == -9
     assert _records(folder) > before["archived_tokens"]  # an uncommitted tail is on disk
+    from ikv_local.session import OpenOptions, Session
+
+    with Session(NAME, OpenOptions(writable=False)) as s:  # what recall searches
+        assert len(s.archive) == s.window.archived == before["archived_tokens"]
     assert _ask_ok()["archived_tokens"] == before["archived_tokens"]
     assert _records(folder) > before["archived_tokens"]  # and a reader left it there
 
