@@ -5,10 +5,12 @@ Heavy imports (llama.cpp, numpy) happen inside commands so `ikv --help` stays in
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import warnings
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -32,7 +34,22 @@ CtxOpt = Annotated[int, typer.Option("-c", "--ctx-size", help="Context size in t
 NglOpt = Annotated[int, typer.Option("-ngl", "--n-gpu-layers", help="Layers to offload to the GPU.")]
 
 
+def _window_checked(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`-c` is a window in tokens: 0 or less is refused (0 used to become 2048 silently)."""
+
+    @functools.wraps(command)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        ctx_size = kwargs.get("ctx_size")
+        if ctx_size is not None and ctx_size <= 0:
+            raise typer.BadParameter(f"the window must be a positive number of tokens, got "
+                                     f"{ctx_size}", param_hint="'-c' / '--ctx-size'")
+        return command(*args, **kwargs)
+
+    return checked
+
+
 @app.command()
+@_window_checked
 def info(
     model: ModelArg = None,
     ctx_size: CtxOpt = 512,
@@ -112,6 +129,7 @@ def info(
 
 
 @app.command("plan")
+@_window_checked
 def plan_cmd(
     model: ModelArg = None,
     kv_budget: Annotated[str, typer.Option("--kv-budget", help="Hot KV memory, e.g. 64MiB.")] = "64MiB",
@@ -174,11 +192,12 @@ def doctor(json_out: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
-app.command("ingest")(cli_session.ingest_cmd)
+app.command("ingest")(_window_checked(cli_session.ingest_cmd))
 app.command("ask")(cli_session.ask_cmd)
-app.command("demo")(cli_session.demo_cmd)
-app.command("chat")(cli_chat.chat_cmd)
-app.command("tui", help="The Textual chat app: sessions, conversation, and the memory at work.")(cli_chat.chat_cmd)
+app.command("demo")(_window_checked(cli_session.demo_cmd))
+app.command("chat")(_window_checked(cli_chat.chat_cmd))
+app.command("tui", help="The Textual chat app: sessions, conversation, and the memory at work.")(
+    _window_checked(cli_chat.chat_cmd))
 app.add_typer(cli_session.bench, name="bench")
 app.add_typer(cli_session.sessions, name="sessions")
 

@@ -54,7 +54,7 @@ def run_checks() -> list[Check]:
     checks.append(
         Check("backend", "ok", ", ".join(names) + ("" if gpu else " (no GPU offload in this build)"))
     )
-    for label, path in (("data dir", data_dir()), ("cache dir", cache_dir())):
+    for label, path in (("data dir", data_dir(check=False)), ("cache dir", cache_dir())):
         err = _writable(path)
         checks.append(Check(label, "fail" if err else "ok", f"{path}" + (f": {err}" if err else "")))
     demo = demo_model()

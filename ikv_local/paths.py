@@ -10,13 +10,33 @@ from pathlib import Path
 
 import platformdirs
 
+from ikv_local.errors import IkvError
+
 APP = "ikv"
 
 
-def data_dir() -> Path:
-    """Sessions and archives: `IKV_HOME`, else the platform's user data dir."""
+class HomeError(IkvError):
+    """The data folder cannot be one: it, or a folder above it, is a file."""
+
+
+def data_dir(check: bool = True) -> Path:
+    """Sessions and archives: `IKV_HOME`, else the platform's user data dir.
+
+    Checked, unless `check` is false (`ikv doctor` reports it instead): a file in its place
+    would otherwise surface as a traceback from whichever write or listing came first.
+    """
     env = os.environ.get("IKV_HOME")
-    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir(APP))
+    path = Path(env).expanduser() if env else Path(platformdirs.user_data_dir(APP))
+    if check:
+        for at in (path, *path.parents):
+            if at.exists():
+                if not at.is_dir():
+                    name = "IKV_HOME" if env else "the data folder"
+                    what = "is a file, not a folder" if at == path else \
+                        f"cannot be made: {at} is a file"
+                    raise HomeError(f"{name} {path} {what}; point IKV_HOME at a folder")
+                break
+    return path
 
 
 def cache_dir() -> Path:

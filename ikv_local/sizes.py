@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from ikv_local.errors import IkvError
 
@@ -10,13 +11,39 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb":
           "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
 
 
+MAX_SIZE = 1 << 60  # 1 EiB: past any memory, and far inside what llama.cpp's sizes hold
+
+
+class SizeError(IkvError):
+    """A size the user wrote that is not one: a bad parameter, like typer's (exit 2)."""
+
+    exit_code = 2
+
+
 def parse_size(text: str) -> int:
-    """'256MiB', '1.5 GiB', '300MB', '1000000' -> bytes."""
+    """'256MiB', '1.5 GiB', '300MB', '1000000' -> bytes.
+
+    Exact (no float), and at most MAX_SIZE: 400 digits get an answer, not an OverflowError.
+    """
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
     unit = m.group(2).lower() if m else ""
     if not m or unit not in _UNITS:
-        raise IkvError(f"not a size: {text!r} (try 256MiB or 1GiB)")
-    return int(float(m.group(1)) * _UNITS[unit])
+        raise SizeError(f"not a size: {_shown(text)} (try 256MiB or 1GiB)")
+    # digits counted (and decimals cut) first: Python refuses to read an int of 4,300 digits
+    whole, _, decimals = m.group(1).partition(".")
+    whole = whole.lstrip("0") or "0"
+    size = MAX_SIZE + 1 if len(whole) > 30 else \
+        int(Fraction(f"{whole}.{decimals[:30] or 0}") * _UNITS[unit])
+    if size > MAX_SIZE:
+        raise SizeError(f"size too large: {_shown(text)} (at most 1 EiB)")
+    return size
+
+
+def _shown(text: str, width: int = 40) -> str:
+    """The text as typed, cut short: a 400-digit size must not fill the error line."""
+    if len(text) <= width:
+        return repr(text)
+    return f"{text[:width]!r}… ({len(text):,} characters)"
 
 
 def format_size(n: float) -> str:

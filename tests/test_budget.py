@@ -36,7 +36,7 @@ def test_kv_budget_from_the_command_line(demo_path, tmp_path, ikv):
     doc = tmp_path / "doc.txt"
     doc.write_text("The lighthouse keeper counted ships every night. " * 40)
     assert_one_line_error(ikv("plan", "--kv-budget", "2MiB"), 3, "raise --kv-budget")
-    assert_one_line_error(ikv("ingest", str(doc), "-s", "b", "--kv-budget", "lots"), 1, "not a size")
+    assert_one_line_error(ikv("ingest", str(doc), "-s", "b", "--kv-budget", "lots"), 2, "not a size")
     run = ikv("ingest", str(doc), "-s", "b", "--kv-budget", "12MiB", "--json")
     assert run.returncode == 0, run.stderr
     assert "plan for 12.0 MiB" in run.stderr

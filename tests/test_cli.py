@@ -119,3 +119,38 @@ def test_bytes_per_token_helper_agrees_with_the_report(engine):
 def test_a_bad_option_value_is_one_line_too(ikv):
     assert_one_line_error(ikv("info", "-c", "lots"), 2, "--ctx-size")
     assert_one_line_error(ikv("frobnicate"), 2, "No such command")
+
+
+def test_ikv_home_that_is_a_file_is_one_line_for_every_command(ikv, tmp_path):
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    doc = tmp_path / "doc.txt"
+    doc.write_text("The sky is blue.\n")
+    for args in (["ingest", str(doc), "--session", "s"], ["ask", "Why?", "--session", "s"],
+                 ["sessions", "list"]):
+        assert_one_line_error(ikv(*args, env={"IKV_HOME": str(home)}), 1, "IKV_HOME",
+                              "is a file, not a folder")
+    run = ikv("sessions", "list", env={"IKV_HOME": str(home / "below")})
+    assert_one_line_error(run, 1, f"{home} is a file")
+
+
+@pytest.mark.parametrize("size, message", [
+    ("9" * 400, "size too large"), ("1" * 25 + "GiB", "size too large"),
+    ("9" * 5000 + ".5", "size too large"), ("9" * 400 + "parsecs", "not a size"),
+], ids=["400 digits", "25 digits GiB", "5000 digits", "400 digits parsecs"])
+def test_a_huge_kv_budget_is_a_bad_parameter(ikv, tmp_path, size, message):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("The sky is blue.\n")
+    run = ikv("ingest", str(doc), "--session", "s", "--kv-budget", size)
+    assert len(run.stderr) < 200  # the size as typed is cut short
+    assert_one_line_error(run, 2, message)
+
+
+@pytest.mark.parametrize("command", ["ingest", "chat", "info"])
+@pytest.mark.parametrize("window", ["0", "-5"])
+def test_a_window_of_no_tokens_is_refused(ikv, tmp_path, command, window):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("The sky is blue.\n")
+    args = {"ingest": [str(doc), "--session", "s"], "chat": ["--session", "s"], "info": []}
+    run = ikv(command, *args[command], "-c", window, input="")
+    assert_one_line_error(run, 2, "--ctx-size", f"positive number of tokens, got {window}")
