@@ -1,8 +1,11 @@
 """Ingest: stream text files through the window into a session's archive.
 
 Files are read in pieces and decoded as strict UTF-8, so a 100 MB book never sits in memory
-whole; each piece ends at a whitespace so no word is split between two tokenizer calls.
-Every file is checked before the first is read, and a checkpoint follows each file.
+whole; each piece ends at a whitespace so no word is split between two tokenizer calls, and a
+run of text with no whitespace at all (a 2 MB line of base64) is cut between two characters
+instead, so it too is read piece by piece, with progress. Every file is checked before the
+first is read; a checkpoint follows each file, and one every CHECKPOINT_SECONDS in between,
+so a stop loses at most that much reading.
 """
 
 from __future__ import annotations
@@ -73,7 +76,11 @@ def check_text_file(path: Path) -> int:
 
 
 def text_pieces(path: Path, read_bytes: int = READ_BYTES) -> Iterator[tuple[str, int]]:
-    """(text, bytes read so far); pieces end after whitespace, the last one at end of file."""
+    """(text, bytes read so far); pieces end after whitespace, the last one at end of file.
+
+    A read with no whitespace at all ends its piece where it ended: between two characters
+    (never inside one), at the cost of the tokenizer seeing one word in two.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     carry = ""
     done = 0
@@ -92,9 +99,11 @@ def text_pieces(path: Path, read_bytes: int = READ_BYTES) -> Iterator[tuple[str,
                     yield text, done
                 return
             cut = max(text.rfind(" "), text.rfind("\n"))
-            if cut <= 0:
+            if cut <= 0 and len(text) < read_bytes // 4:  # (a character takes 1 to 4 bytes)
                 carry = text
                 continue
+            if cut <= 0:  # no whitespace to cut at: cut between two characters
+                cut = len(text)
             carry = text[cut:]  # the tokenizer joins a leading space to the next word
             yield text[:cut], done
 
@@ -131,11 +140,11 @@ def ingest(session: Session, paths: list[Path],
                     on_progress(Progress(str(path), before + round((done - before) * share), size,
                                          tokens + doc_tokens, window.archived,
                                          time.perf_counter() - t0))
+                if time.perf_counter() - last_save > CHECKPOINT_SECONDS:  # within a piece too
+                    doc["tokens"] = doc_tokens
+                    session.save()
+                    last_save = time.perf_counter()
             before = done
-            if time.perf_counter() - last_save > CHECKPOINT_SECONDS:
-                doc["tokens"] = doc_tokens
-                session.save()
-                last_save = time.perf_counter()
         tokens += doc_tokens
         doc.update(tokens=doc_tokens, complete=True)
         session.index.refresh()

@@ -35,3 +35,52 @@ def test_refusals(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(InputError, match=message):
         check_text_file(path)
+
+
+def test_a_run_with_no_whitespace_is_cut_between_characters(tmp_path):
+    text = "é" * 1500 + "ü" * 1500  # 6,000 bytes, no whitespace at all, no newline
+    path = tmp_path / "one-line.txt"
+    path.write_text(text)
+    pieces = list(text_pieces(path, read_bytes=1000))
+    assert len(pieces) >= 5  # read piece by piece, not held until the end of the file
+    assert "".join(p for p, _ in pieces) == text
+    assert all(len(p) <= 2000 for p, _ in pieces)
+    assert [done for _, done in pieces] == sorted(done for _, done in pieces)
+
+
+def test_a_one_line_document_is_checkpointed_while_it_is_read(ikv, tmp_path, ikv_home):
+    """Checkpoints come by time inside a piece too: a kill -9 mid-document keeps the part read
+    up to the last one (the checkpoint interval cut to 1 s here, from 60)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ikv_local.haystack import build
+
+    path = tmp_path / "line.txt"
+    path.write_text(build(200, [], [], seed=6).text)  # one line, 15 KB: a single piece
+    code = ("import ikv_local.ingest as ingest; ingest.CHECKPOINT_SECONDS = 1.0\n"
+            "from ikv_local.cli import main; main()")
+    proc = subprocess.Popen([sys.executable, "-c", code, "ingest", str(path), "--session", "l",
+                             "-c", "512"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    meta = ikv_home / "sessions" / "l" / "session.json"
+    doc: dict = {}
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        try:
+            docs = json.loads(meta.read_text())["documents"]
+        except (OSError, ValueError, KeyError):
+            docs = []
+        if docs and docs[0]["tokens"] > 0:
+            os.kill(proc.pid, signal.SIGKILL)  # right after the first checkpoint with tokens
+            doc = docs[0]
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert doc and not doc["complete"], "no checkpoint before the whole line was read"
+    shown = json.loads(ikv("sessions", "show", "l", "--json").stdout)
+    assert 0 < shown["tokens"] < 2000  # of 2,990: the checkpoint came early
+    assert shown["documents"][0]["complete"] is False
