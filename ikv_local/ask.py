@@ -6,12 +6,14 @@ Without recall the window is exactly llama.cpp's context shift: sink kept, oldes
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 import codecs
+import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from threading import Event
 
+from ikv_local.errors import IkvError
 from ikv_local.filing import Origin
 from ikv_local.prompt import Message
 from ikv_local.recall import (SLOT_MARKERS, RecallSettings, Span, find_spans, query_sketches,
@@ -19,8 +21,53 @@ from ikv_local.recall import (SLOT_MARKERS, RecallSettings, Span, find_spans, qu
 from ikv_local.record import Role
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import Session
+from ikv_local.window import Layout
 
 SLOT_FRAMING = 32  # tokens the slot's header, gaps and footer may take
+
+
+class QuestionTooLong(IkvError):
+    """A question the window cannot hold whole with room to answer: refused before any work
+    (a 100 KB question once ran for minutes with no output)."""
+
+    exit_code = 2
+
+
+class UndecodableText(UserWarning):
+    """Text that was not valid UTF-8 reached ikv; it was read with U+FFFD in its place."""
+
+
+warnings.simplefilter("always", UndecodableText)  # every such question says so, not the first
+
+
+def question_cap(layout: Layout) -> int:
+    """The most tokens a question may take (as the prompt format writes it): the window's room
+    for recent text, less one block, so the whole question is in the window while recall is
+    searched for it and while at least a block of answer is written after it."""
+    return layout.recent_capacity - layout.block
+
+
+def readable(text: str, what: str = "the question") -> str:
+    """`text` with any bytes that were not UTF-8 read as U+FFFD, and a warning saying so.
+
+    Python hands such bytes over as lone surrogates (from argv, or stdin read with
+    surrogateescape), which the tokenizer cannot encode. They are replaced rather than
+    refused: one stray byte in a pasted question should not cost the question, and the
+    warning on stderr says what the model was shown instead.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        fixed = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # surrogates that never were bytes
+        fixed = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    n = fixed.count("\ufffd") - text.count("\ufffd")
+    warnings.warn(f"{what} is not valid UTF-8: {n:,} bad byte(s) read as U+FFFD (\ufffd)",
+                  UndecodableText, stacklevel=2)
+    return fixed
 
 
 @dataclass
@@ -116,6 +163,7 @@ def ask(
 
     Unless `keep`, the window is put back as it was, so every question meets the same window.
     """
+    question = readable(question)
     window = session.window
     start = (len(window.recent), window.dropped, window.archived)
     prompt_text, stops = question_prompt(session, question)
@@ -150,11 +198,19 @@ def respond(
 
     The text is cut before any stop string (or the slot's framing); the last token sampled is not decoded (nothing
     would read its logits), so `Answer.decoded` says how many of `Answer.out` the window holds.
-    `max_tokens` of 0 or less means until end-of-generation.
+    `max_tokens` of 0 or less means until end-of-generation. A prompt longer than
+    `question_cap` raises QuestionTooLong before anything is read or changed.
     """
     engine, window = session.engine, session.window
     assert engine is not None
     t0 = time.perf_counter()
+    prompt = engine.tokenize(prompt_text, special=True)
+    cap = question_cap(window.layout)
+    if len(prompt) > cap:
+        raise QuestionTooLong(
+            f"the question is {len(prompt):,} tokens; in this session's window of "
+            f"{window.layout.n_ctx:,} a question may take at most {cap:,} (the room for recent "
+            f"text, less {window.layout.block:,} for the answer)")
     spans: list[Span] = []
     recall_s = 0.0
     if recall and window.archived:
@@ -164,7 +220,6 @@ def respond(
         window.clear_slot()
     chat = session.archive.source_id("chat") if session.options.writable else 0
     segment = window.stream_end
-    prompt = engine.tokenize(prompt_text, special=True)
     window.append(prompt, Origin(Role.USER, chat, segment), logits_last=True)
     out: list[int] = []
     decoded = 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
 
-from ikv_local.ask import Answer, respond
+from ikv_local.ask import Answer, readable, respond
 from ikv_local.filing import Origin
 from ikv_local.history import Turn
 from ikv_local.recall import RecallSettings
@@ -92,7 +92,11 @@ class Chat:
 
     def turn(self, user: str, *, on_text: Callable[[str], None] | None = None,
              cancel: Event | None = None) -> tuple[Turn, Answer]:
-        """Answer, keep the turn in the window, log it and checkpoint the session."""
+        """Answer, keep the turn in the window, log it and checkpoint the session.
+
+        A turn too long for the window raises QuestionTooLong and leaves the session as it was.
+        """
+        user = readable(user, "the message")
         session, window, fmt = self.session, self.session.window, self.session.chat_format
         s = self.settings
         start = window.stream_end

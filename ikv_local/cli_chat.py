@@ -2,7 +2,9 @@
 
 On a terminal: a prompt with line editing, streamed answers, slash commands, Ctrl-C stops an
 answer and Ctrl-D leaves. Otherwise: one user turn per input line, and with `--json` one
-object per turn on stdout.
+object per turn on stdout. Input that is not valid UTF-8 is read with U+FFFD in place of the
+bad bytes, with a warning (`ask.readable`); a turn too long for the window is refused with one
+line on stderr, nothing of it is kept, and the chat goes on.
 """
 
 from __future__ import annotations
@@ -46,10 +48,12 @@ class Shell:
         self.out = Console(highlight=False)
         # command output must not mix with the JSON objects on stdout
         self.info = Console(stderr=True, highlight=False) if json_out else self.out
+        self.err = self.out if interactive else Console(stderr=True, highlight=False)
 
     # -- turns ---------------------------------------------------------------------
 
     def turn(self, text: str) -> None:
+        from ikv_local.ask import QuestionTooLong
         from ikv_local.chat import span_origin
 
         cancel = Event()
@@ -66,6 +70,10 @@ class Shell:
         try:
             turn, answer = self.chat.turn(text, on_text=None if self.json_out else show,
                                           cancel=cancel)
+        except QuestionTooLong as exc:  # refused before anything was read: the chat goes on
+            self.err.print(f"ikv: error: {exc}", style="red" if self.interactive else None,
+                           markup=False, soft_wrap=True)
+            return
         finally:
             if old is not None:
                 signal.signal(signal.SIGINT, old)
@@ -190,8 +198,10 @@ class Shell:
     # -- loops ---------------------------------------------------------------------
 
     def piped(self) -> None:
+        from ikv_local.ask import readable
+
         for raw in sys.stdin:
-            line = raw.rstrip("\n")
+            line = readable(raw.rstrip("\n"), "a line of input")
             if not line.strip():
                 continue
             if line.lstrip().startswith("/"):
@@ -202,6 +212,8 @@ class Shell:
 
     def interactive_loop(self) -> None:
         import readline  # noqa: F401  (line editing and history for input())
+
+        from ikv_local.ask import readable
 
         for t in self.session.history.turns[-100:]:
             readline.add_history(t.user)
@@ -216,6 +228,7 @@ class Shell:
             except KeyboardInterrupt:
                 self.out.print("\n(Ctrl-D or /exit leaves)", style="dim")
                 continue
+            line = readable(line, "a line of input")
             if not line.strip():
                 continue
             if line.lstrip().startswith("/"):
@@ -281,6 +294,8 @@ def chat_cmd(
                           type_k=types[0], type_v=types[1])).run()
         return
     interactive = sys.stdin.isatty() and not json_out
+    if hasattr(sys.stdin, "reconfigure"):  # bad bytes reach `readable`, not a UnicodeDecodeError
+        sys.stdin.reconfigure(errors="surrogateescape")
     options = OpenOptions(model=model or model_opt, n_ctx=n_ctx, n_threads=threads,
                           n_gpu_layers=n_gpu_layers, create=True, system=system,
                           type_k=types[0], type_v=types[1])

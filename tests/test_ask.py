@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from conftest import assert_one_line_error
 from ikv_local.ask import ask
 from ikv_local.session import OpenOptions, Session
 
@@ -74,3 +77,34 @@ def test_slot_max_fills_only_that_much_of_the_slot(session, book):
     small, spans = recall_spans(session, key.question, RecallSettings(slot_max=96))
     assert len(whole) > 96 >= len(small) > 0
     assert any(key.answer in s.text for s in spans)  # the best span still comes first
+
+
+@pytest.fixture
+def small(ikv, tmp_path):
+    """A session "small" (window 512) made by the real CLI from two sentences."""
+    doc = tmp_path / "sky.txt"
+    doc.write_text("The sky over the harbour is green today.\nThe boats are red.\n")
+    run = ikv("ingest", str(doc), "--session", "small", "-c", "512")
+    assert run.returncode == 0, run.stderr
+    return "small"
+
+
+def test_a_question_that_is_not_utf8_is_read_with_a_warning(ikv, small):
+    run = ikv("ask", "\udcff\udcfe What colour is the sky?", "--session", small, "-n", "4",
+              "--json")  # argv bytes ff fe: Python hands them over as lone surrogates
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "ikv: warning: the question is not valid UTF-8: 2 bad byte(s) read as U+FFFD" \
+        in run.stderr
+    assert json.loads(run.stdout)["tokens"] > 0
+
+
+def test_a_question_too_long_for_the_window_is_refused_before_any_work(ikv, small):
+    import time
+
+    t0 = time.perf_counter()
+    run = ikv("ask", "How many words? " + "word " * 20_000, "--session", small)  # 100 KB
+    assert_one_line_error(run, 2, "the question is 20,0", "at most 255", "window of 512")
+    assert time.perf_counter() - t0 < 30  # it once ran more than 5 minutes, silently
+    run = ikv("ask", "What colour is the sky? " + "Think. " * 40, "--session", small, "-n", "4")
+    assert run.returncode == 0, run.stderr  # a long question that fits is answered

@@ -189,3 +189,19 @@ def test_chat_refuses_bad_input_in_one_line(ikv_cache, ikv, tmp_path):
     assert_one_line_error(ikv("chat", "--session", "../x"), 7, "plain names")
     assert_one_line_error(ikv("chat", str(tmp_path / "missing.gguf")), 2)
     assert_one_line_error(ikv("chat", "-c", "64"), 3, "-c")
+
+
+def test_piped_bad_bytes_are_read_and_a_too_long_turn_is_refused(ikv_cache, ikv, ikv_home):
+    lines = [b"Hello \xff\xfe there.", b"How many? " + b"word " * 3000, b"What is two and two?"]
+    run = subprocess.run([*CHAT, "--session", "u", "-c", "512", "--temp", "0", "-n", "8",
+                          "--json"], input=b"\n".join(lines) + b"\n", capture_output=True,
+                         timeout=300, check=False)
+    err = run.stderr.decode()
+    assert run.returncode == 0 and "Traceback" not in err, err
+    turns = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [t["user"] for t in turns] == ["Hello \ufffd\ufffd there.", "What is two and two?"]
+    assert "ikv: warning: a line of input is not valid UTF-8: 2 bad byte(s)" in err
+    refused = [ln for ln in err.splitlines() if ln.startswith("ikv: error:")]
+    assert len(refused) == 1 and "the question is 3,0" in refused[0] and "at most" in refused[0]
+    assert json.loads(ikv("sessions", "show", "u", "--json").stdout)["turns"] == 2  # none kept
+
