@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
 
+from ikv_local import interrupts
 from ikv_local.ask import Answer, readable, respond
 from ikv_local.filing import Origin
 from ikv_local.history import Turn
@@ -111,9 +112,10 @@ class Chat:
             ttft_seconds=round(answer.first_token_seconds or 0.0, 4),
             recall_seconds=round(answer.recall_seconds, 4), tokens_per_s=answer.tokens_per_s,
         )
-        session.history.append(turn)
-        session.index.refresh()
-        session.save()
+        with interrupts.held():  # the turn is logged and checkpointed whole, or not at all
+            session.history.append(turn)
+            session.index.refresh()
+            session.save()
         return turn, answer
 
     def _close(self, answer: Answer, origin: Origin) -> None:

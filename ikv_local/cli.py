@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ikv_local import cli_chat, cli_session
+from ikv_local import cli_chat, cli_session, interrupts
 from ikv_local.errors import IkvError
 from ikv_local.sizes import format_size
 
@@ -206,8 +206,16 @@ def _warn(message: Warning | str, *_: object, **__: object) -> None:
     print(f"ikv: warning: {message}", file=sys.stderr)
 
 
+def _stopped(stop: interrupts.Stopped | None) -> None:
+    """Ctrl-C or SIGTERM: one line, exit 130 or 143."""
+    stop = stop or interrupts.Stopped()
+    print(f"ikv: {stop.message}", file=sys.stderr)
+    sys.exit(stop.exit_code)
+
+
 def main() -> None:
     warnings.showwarning = _warn
+    interrupts.install()
     # typer keeps click's UsageError private; reach it through a public subclass
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     try:
@@ -220,14 +228,14 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        print("ikv: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _stopped(interrupts.last_stop())
     except IkvError as exc:
         print(f"ikv: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("ikv: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _stopped(exc if isinstance(exc, interrupts.Stopped) else None)
+    if result == 130 and interrupts.last_stop() is not None:
+        _stopped(interrupts.last_stop())  # typer returns 130 for every KeyboardInterrupt
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -4,7 +4,8 @@ On a terminal: a prompt with line editing, streamed answers, slash commands, Ctr
 answer and Ctrl-D leaves. Otherwise: one user turn per input line, and with `--json` one
 object per turn on stdout. Input that is not valid UTF-8 is read with U+FFFD in place of the
 bad bytes, with a warning (`ask.readable`); a turn too long for the window is refused with one
-line on stderr, nothing of it is kept, and the chat goes on.
+line on stderr, nothing of it is kept, and the chat goes on. Ctrl-C between answers, or
+SIGTERM, leaves: one line says how many tokens the last checkpoint keeps.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ikv_local import interrupts
 from ikv_local.cli_session import (BudgetOpt, JsonOpt, MaxKlOpt, NglOpt, ThreadsOpt, _excerpt,
                                    budget_bytes, check_budget, planned)
 from ikv_local.errors import IkvError
@@ -225,7 +227,9 @@ class Shell:
             except EOFError:
                 self.out.print()
                 return
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
+                if isinstance(exc, interrupts.Stopped) and exc.signum != signal.SIGINT:
+                    raise  # SIGTERM leaves
                 self.out.print("\n(Ctrl-D or /exit leaves)", style="dim")
                 continue
             line = readable(line, "a line of input")
@@ -288,6 +292,9 @@ def chat_cmd(
     if tui or ctx.info_name == "tui":
         from tui.app import IkvApp, TuiOptions
 
+        # the app has its own ways to leave; SIGTERM ends it at once, as it always did
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
         IkvApp(check_name(session) if session else None,
                TuiOptions(model=model or model_opt, n_ctx=n_ctx, n_threads=threads,
                           n_gpu_layers=n_gpu_layers, system=system, chat=settings,
@@ -302,19 +309,23 @@ def chat_cmd(
     with err.status("loading model and session"):
         s = Session(name, options)
     with s:
-        check_budget(s, kv_budget)
-        if exists and ctx_size and ctx_size != s.window.layout.n_ctx:
-            err.print(f"ikv: note: session {name!r} keeps its window of "
-                      f"{s.window.layout.n_ctx:,} tokens", markup=False)
-        chat = Chat(s, settings)
-        shell = Shell(chat, json_out, interactive)
-        if interactive:
-            _banner(shell, exists)
-            shell.interactive_loop()
-            err.print(f"session {name!r} saved (turns: {len(s.history)}); resume with: "
-                      f"ikv chat --session {name}", markup=False)
-        else:
-            shell.piped()
+        try:
+            check_budget(s, kv_budget)
+            if exists and ctx_size and ctx_size != s.window.layout.n_ctx:
+                err.print(f"ikv: note: session {name!r} keeps its window of "
+                          f"{s.window.layout.n_ctx:,} tokens", markup=False)
+            chat = Chat(s, settings)
+            shell = Shell(chat, json_out, interactive)
+            if interactive:
+                _banner(shell, exists)
+                shell.interactive_loop()
+                err.print(f"session {name!r} saved (turns: {len(s.history)}); resume with: "
+                          f"ikv chat --session {name}", markup=False)
+            else:
+                shell.piped()
+        except KeyboardInterrupt as exc:  # every completed turn was checkpointed
+            interrupts.note_kept(exc, int(s.meta.get("tokens", 0)))
+            raise
 
 
 def _banner(shell: Shell, resumed: bool) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ikv_local import interrupts
 from ikv_local.errors import IkvError
 from ikv_local.filing import Origin
 from ikv_local.record import Role
@@ -108,13 +109,37 @@ def text_pieces(path: Path, read_bytes: int = READ_BYTES) -> Iterator[tuple[str,
             yield text[:cut], done
 
 
+@dataclass
+class _Checkpoints:
+    """When the last checkpoint was written, and how many tokens it holds."""
+
+    kept: int
+    last: float
+
+    def save(self, session: Session) -> None:
+        with interrupts.held():  # a stop waits for the checkpoint, then knows its size
+            session.save()
+            self.kept, self.last = session.window.stream_end, time.perf_counter()
+
+
 def ingest(session: Session, paths: list[Path],
            on_progress: Callable[[Progress], None] | None = None) -> IngestResult:
+    """Read `paths` into the session; a stop (Ctrl-C, SIGTERM) leaves it as of the last
+    checkpoint and says how many tokens that holds (`interrupts.Stopped.kept`)."""
     sizes = [check_text_file(p) for p in paths]
+    saved = _Checkpoints(session.window.stream_end, time.perf_counter())
+    try:
+        return _read(session, paths, sizes, saved, on_progress)
+    except KeyboardInterrupt as exc:
+        interrupts.note_kept(exc, saved.kept)
+        raise
+
+
+def _read(session: Session, paths: list[Path], sizes: list[int], saved: _Checkpoints,
+          on_progress: Callable[[Progress], None] | None) -> IngestResult:
     engine, window = session.engine, session.window
     assert engine is not None
     t0 = time.perf_counter()
-    last_save = t0
     tokens = 0
     for path, size in zip(paths, sizes):
         source = session.archive.source_id(str(path.resolve()))
@@ -140,15 +165,13 @@ def ingest(session: Session, paths: list[Path],
                     on_progress(Progress(str(path), before + round((done - before) * share), size,
                                          tokens + doc_tokens, window.archived,
                                          time.perf_counter() - t0))
-                if time.perf_counter() - last_save > CHECKPOINT_SECONDS:  # within a piece too
+                if time.perf_counter() - saved.last > CHECKPOINT_SECONDS:  # within a piece too
                     doc["tokens"] = doc_tokens
-                    session.save()
-                    last_save = time.perf_counter()
+                    saved.save(session)
             before = done
         tokens += doc_tokens
         doc.update(tokens=doc_tokens, complete=True)
         session.index.refresh()
-        session.save()
-        last_save = time.perf_counter()
+        saved.save(session)
     return IngestResult(session.name, tokens, window.archived, window.cells,
                         round(time.perf_counter() - t0, 3), session.archive_bytes)

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 import llama_cpp
 
+from ikv_local import interrupts
+
 LEVEL_ERROR = 4  # ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT
 LEVEL_CONT = 5
 
@@ -24,8 +26,8 @@ _last_level = 0
 _echo = os.environ.get("IKV_LLAMA_LOG", "") not in ("", "0")
 
 
-@llama_cpp.llama_log_callback
-def _on_log(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+@interrupts.callback  # a Ctrl-C that lands in here waits until llama.cpp's call returns
+def _log(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
     global _last_level
     if level == LEVEL_CONT:
         level = _last_level
@@ -35,6 +37,9 @@ def _on_log(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
         _lines.append((level, line))
     if _echo:
         sys.stderr.write(line)
+
+
+_on_log = llama_cpp.llama_log_callback(_log)
 
 
 def install() -> None:

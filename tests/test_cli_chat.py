@@ -205,3 +205,27 @@ def test_piped_bad_bytes_are_read_and_a_too_long_turn_is_refused(ikv_cache, ikv,
     assert len(refused) == 1 and "the question is 3,0" in refused[0] and "at most" in refused[0]
     assert json.loads(ikv("sessions", "show", "u", "--json").stdout)["turns"] == 2  # none kept
 
+
+def test_sigint_and_sigterm_in_a_piped_chat_keep_every_completed_turn(ikv_cache, ikv, ikv_home):
+    for sig, code, what in ((signal.SIGTERM, 143, "stopped by SIGTERM"),
+                            (signal.SIGINT, 130, "stopped")):
+        proc = subprocess.Popen([*CHAT, "--session", "t", "-c", "512", "--temp", "0", "-n", "400",
+                                 "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stdin and proc.stdout
+        proc.stdin.write("Say hello.\n")
+        proc.stdin.flush()
+        first = json.loads(proc.stdout.readline())  # a turn done and checkpointed
+        proc.stdin.write("Tell me a long story about the sea.\n")
+        proc.stdin.flush()
+        time.sleep(0.5)  # into the second answer
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == code, err
+        assert "Traceback" not in err
+        m = re.fullmatch(rf"ikv: {what}; ([\d,]+) tokens kept up to the last checkpoint",
+                         err.strip().splitlines()[-1])
+        assert m, err
+        shown = json.loads(ikv("sessions", "show", "t", "--json").stdout)
+        assert shown["turns"] == first["turn"]  # the interrupted turn is not kept
+        assert shown["tokens"] == int(m.group(1).replace(",", ""))
