@@ -142,10 +142,15 @@ def test_kill_9_during_a_turn_keeps_every_completed_turn(ikv_cache, ikv, ikv_hom
         proc.stdin.flush()
         done.append(json.loads(proc.stdout.readline()))
     assert done[-1]["archived_tokens"] > 0
-    # a long pasted turn: seconds of reading, with blocks archived on the way
-    proc.stdin.write(". ".join(FILLER) + ".\n")
+    # a pasted turn as long as a question may be in this window (about 180 of 255 tokens): blocks
+    # are archived as it is read; the kill lands right after, before the turn's checkpoint
+    records = ikv_home / "sessions" / "k" / "archive" / "records.ikv"
+    filed = records.stat().st_size
+    proc.stdin.write(". ".join(FILLER[:12]) + ".\n")
     proc.stdin.flush()
-    time.sleep(2.0)
+    deadline = time.time() + 60
+    while records.stat().st_size == filed and time.time() < deadline:
+        time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     run = _chat("--session", "k", "--temp", "0", "-n", "16", "--json", lines=["Hello again."])
