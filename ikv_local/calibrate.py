@@ -9,11 +9,11 @@ question's keys. A unit is as good as the rank its needle tokens reach. The best
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ikv_local import files
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.fingerprint import model_fingerprint
 from ikv_local.haystack import FACT_NEEDLES, Haystack, build, pass_key_needle
@@ -162,8 +162,7 @@ def sketch_spec(engine: Engine) -> SketchSpec:
     else:
         m = measure(engine, hay)
     spec = spec_from(m, engine)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({**spec.to_dict(), "ranks": [asdict(r) for r in m.ranks]}))
-    os.replace(tmp, path)
+    files.private_dir(path.parent)
+    files.write_atomic(path, json.dumps({**spec.to_dict(),
+                                         "ranks": [asdict(r) for r in m.ranks]}).encode())
     return spec

@@ -44,7 +44,7 @@ _FAULT = os.environ.get("IKV_FAULT") or None
 _calls = 0
 
 
-def _at(site: str, path: Path) -> str | None:
+def _at(site: str, path: Path, tearable: bool = False) -> str | None:
     """Count this write call; the fault to apply to it, if any."""
     global _calls
     if _FAULT is None:
@@ -57,8 +57,8 @@ def _at(site: str, path: Path) -> str | None:
         return None
     if not arg.isdigit() or int(arg) != _calls:
         return None
-    if kind == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "kill" or (kind == "torn" and not tearable):
+        _die()
     if kind in ("enospc", "eio"):
         code = errno.ENOSPC if kind == "enospc" else errno.EIO
         raise OSError(code, os.strerror(code), str(path))
@@ -104,7 +104,7 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fault = _at("replace", path)
+        fault = _at("replace", path, tearable=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             os.fchmod(fd, mode)
@@ -128,7 +128,7 @@ def append(path: Path, data: bytes, *, sync: bool = True, create: bool = False) 
     """Append `data` in whole; a failure leaves at most a torn tail past the last checkpoint."""
     path = Path(path)
     try:
-        fault = _at("append", path)
+        fault = _at("append", path, tearable=True)
         flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0)
         fd = os.open(path, flags, FILE_MODE)
         try:
@@ -143,6 +143,16 @@ def append(path: Path, data: bytes, *, sync: bool = True, create: bool = False) 
             os.close(fd)
     except OSError as exc:
         raise storage_error(exc, path, "append to") from None
+
+
+def rename(path: Path, target: Path) -> None:
+    """Move a file or folder (a session renamed): atomic on one filesystem."""
+    try:
+        _at("rename", Path(path))
+        os.rename(path, target)
+    except OSError as exc:
+        raise storage_error(exc, path, "rename") from None
+    fsync_dir(Path(target).parent)
 
 
 def truncate(path: Path, size: int) -> None:

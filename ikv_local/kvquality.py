@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ikv_local import files
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.fingerprint import model_fingerprint
 from ikv_local.haystack import FACT_NEEDLES, build, pass_key_needle
@@ -137,9 +138,8 @@ def damage(
                          n_gpu_layers=engine.config.n_gpu_layers, progress=progress):
             known[d.type_k, d.type_v] = d
         path = _cache_path(sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": VERSION, "seconds": round(time.perf_counter() - t0, 1),
-                                   "damage": [asdict(d) for d in known.values()]}))
-        os.replace(tmp, path)
+        files.private_dir(path.parent)
+        files.write_atomic(path, json.dumps({
+            "version": VERSION, "seconds": round(time.perf_counter() - t0, 1),
+            "damage": [asdict(d) for d in known.values()]}).encode())
     return {p: known[p] for p in pairs if p in known}

@@ -93,20 +93,39 @@ def check(name: str) -> CheckReport:
         report.add(WINDOW_FILE, str(exc))
     basis = saved or (meta or {}).get("window")
     if meta is not None and saved is not None:
+        behind = any(meta.get(k) != v for k, v in _counts(saved).items())
         report.add("agreement", _disagreement(meta, saved),
-                   "session.json's counts match the checkpoint")
+                   "session.json is a checkpoint behind window.bin (a save was interrupted); "
+                   "the next open brings it up to date" if behind
+                   else "session.json's counts match the checkpoint")
     _check_archive(folder, basis, report)
     _check_turns(folder, basis, report)
     return report
 
 
+def _counts(window: dict[str, Any]) -> dict[str, int]:
+    """What session.json's counts must be for a checkpoint with this bookkeeping."""
+    recent = len(window["recent"]["tokens"])
+    return {"archived_tokens": int(window["archived"]), "turns": int(window.get("turns", 0)),
+            "tokens": int(window["archived"]) + int(window["dropped"]) + recent}
+
+
 def _disagreement(meta: dict[str, Any], saved: dict[str, Any]) -> str | None:
-    recent = len(saved["recent"]["tokens"])
-    want = {"archived_tokens": int(saved["archived"]), "turns": int(saved.get("turns", 0)),
-            "tokens": int(saved["archived"]) + int(saved["dropped"]) + recent}
-    off = [f"{k} {meta.get(k)!r} (checkpoint: {v})" for k, v in want.items()
-           if meta.get(k) is not None and meta.get(k) != v]
-    return ("session.json disagrees with the checkpoint: " + ", ".join(off)) if off else None
+    """session.json must match its own copy of the window, and be the checkpoint's or the one
+    before it (a save interrupted between its two files)."""
+    own = meta.get("window")
+    if own is not None:
+        off = [f"{k} {meta.get(k)!r} (its window copy: {v})" for k, v in _counts(own).items()
+               if meta.get(k) != v]
+        if off:
+            return "session.json disagrees with itself: " + ", ".join(off)
+    want = _counts(saved)
+    ahead = [k for k in ("tokens", "turns")  # only these grow always (a prune cuts archived_tokens)
+             if meta.get(k) is not None and meta[k] > want[k]]
+    if ahead:
+        return ("session.json is ahead of the checkpoint: "
+                + ", ".join(f"{k} {meta[k]} > {want[k]}" for k in ahead))
+    return None
 
 
 def _committed(basis: dict[str, Any] | None) -> int | None:
@@ -154,6 +173,7 @@ def _check_archive(folder: Path, basis: dict[str, Any] | None, report: CheckRepo
 def _check_turns(folder: Path, basis: dict[str, Any] | None, report: CheckReport) -> None:
     history = History(folder)
     want = int((basis or {}).get("turns", history.last))
+    history.keep(min(want, history.last), writable=False)  # lines past it are an unsaved tail
     problems = []
     if history.damaged:
         problems.append(f"turn(s) {_ranges(history.damaged)} fail their checksums")

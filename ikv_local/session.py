@@ -1,21 +1,25 @@
 """A session on disk: metadata, the archive and its index, and the hot window's saved state.
 
-<data dir>/sessions/NAME/
-    session.json   model path and fingerprint, context, settings, documents
-    window.bin     the window's bookkeeping and llama.cpp's state of sequence 0, one
-                   checksummed file, replaced atomically (a checkpoint)
+<data dir>/sessions/NAME/          (0700; every file 0600)
+    session.json   model path and fingerprint, context, settings, documents, and the window's
+                   token ids; checksummed (checkpoint.py)
+    window.bin     the window's bookkeeping and llama.cpp's state of sequence 0, with a copy
+                   of session.json and the source names; checksummed (a checkpoint)
+    turns.jsonl    the turn log (history.py)
     archive/       records, sources, index
+    damaged/       what `ikv sessions repair` set aside
     .lock          flock: one writer, or any number of readers
 
 The archive is appended as the window ages; a checkpoint records how many records it had.
-Records past the last checkpoint (an ingest that was interrupted) are cut on the next
-writable open, so the window and the archive always describe one stream of tokens.
+The archive is opened with that count: records past it (an interrupted ingest or turn) are
+cut by a writer and never seen by a reader, so the window and the archive always describe
+one stream of tokens. A lost or damaged file is refused with one line naming
+`ikv sessions repair` (repair.py), never re-adopted or truncated.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -25,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ikv_local import files
 from ikv_local.archive import RECORDS_FILE, SOURCES_FILE, Archive
+from ikv_local.calibrate import sketch_spec
 from ikv_local.checkpoint import (
     META_FILE,
     WINDOW_FILE,
@@ -39,11 +45,10 @@ from ikv_local.checkpoint import (
     write_meta_file,
     write_window,
 )
-from ikv_local.calibrate import sketch_spec
-from ikv_local.support import check as check_memory
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.errors import ModelError
 from ikv_local.files import FILE_MODE, private_dir, storage_error
+from ikv_local.filing import Origin
 from ikv_local.fingerprint import model_fingerprint
 from ikv_local.history import LOG_NAME, History
 from ikv_local.index import SketchIndex
@@ -51,9 +56,9 @@ from ikv_local.kvcost import bytes_per_token
 from ikv_local.model_file import resolve_model
 from ikv_local.paths import data_dir
 from ikv_local.recall import Heat
-from ikv_local.sketch import SketchSpec
 from ikv_local.record import ArchiveFormatError, Role
-from ikv_local.filing import Origin
+from ikv_local.sketch import SketchSpec
+from ikv_local.support import check as check_memory
 from ikv_local.window import N_SEQ, Layout, Window, WindowTooSmall
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -158,6 +163,8 @@ class Session:
     def _load(self, exists: bool) -> None:
         opts = self.options
         checkpoint = self._read_checkpoint() if exists else None
+        if checkpoint is not None and "session" in checkpoint[0]:
+            self._adopt_copy(checkpoint[0])
         copy = self.meta.get("window") if exists and checkpoint is None else None
         if exists and checkpoint is None and not (opts.rebuild and opts.writable):
             raise Damaged(f"session {self.name!r} has lost its window checkpoint ({WINDOW_FILE}); "
@@ -220,6 +227,18 @@ class Session:
             self.set_system(opts.system)
         if opts.writable and not exists:
             self.save()
+
+    def _adopt_copy(self, saved: dict[str, Any]) -> None:
+        """The checkpoint's copy of the metadata is the latest: session.json is written after
+        window.bin, so a crash between the two leaves session.json a checkpoint behind."""
+        copy = {**saved["session"], "name": self.name}
+        plain = lambda m: {k: v for k, v in m.items() if k not in ("window", "sha256", "format")}  # noqa: E731
+        if plain(self.meta) == plain(copy):
+            return
+        copy["window"] = window_copy(saved)
+        self.meta = copy
+        if self.options.writable:
+            write_meta_file(self.folder / META_FILE, self.meta)
 
     def _open_archive(self, fp: dict[str, Any], saved: dict[str, Any], exists: bool) -> None:
         """The archive as the last checkpoint committed it, its sources checked against it."""
@@ -584,10 +603,7 @@ def rename_session(name: str, new: str) -> None:
         meta = read_meta(name)
         meta["name"] = new
         write_meta_file(folder / META_FILE, meta)
-        try:
-            os.rename(folder, target)
-        except OSError as exc:
-            raise storage_error(exc, folder, "rename") from None
+        files.rename(folder, target)
     finally:
         if fd is not None:
             os.close(fd)

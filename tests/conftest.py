@@ -6,6 +6,7 @@ Every test gets its own IKV_HOME, so no test reads or writes a user's real data.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -117,3 +118,38 @@ def book(demo_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Book:
         else:
             os.environ["IKV_HOME"] = old
     return Book(home, needles, path)
+
+
+NAME = "m"  # the session `template` holds
+
+
+@pytest.fixture(scope="session")
+def template(demo_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session with a rolled window (a document, window 512) and two chat turns."""
+    from ikv_local.chat import Chat, ChatSettings
+    from ikv_local.haystack import FACT_NEEDLES, build
+    from ikv_local.ingest import ingest
+    from ikv_local.sampling import SamplingParams
+    from ikv_local.session import OpenOptions, Session
+
+    home = tmp_path_factory.mktemp("repair-home")
+    doc = home / "doc.txt"
+    doc.write_text(build(50, [FACT_NEEDLES[0]], [0.2], seed=4).text)
+    old = os.environ.get("IKV_HOME")
+    os.environ["IKV_HOME"] = str(home)
+    try:
+        with Session(NAME, OpenOptions(create=True, n_ctx=512)) as s:
+            ingest(s, [doc])
+            chat = Chat(s, ChatSettings(max_tokens=8, params=SamplingParams.greedy()))
+            chat.turn("Say hello.")
+            chat.turn("Say goodbye.")
+    finally:
+        os.environ.pop("IKV_HOME", None) if old is None else os.environ.update(IKV_HOME=old)
+    return home
+
+
+@pytest.fixture
+def folder(template: Path, ikv_home: Path) -> Path:
+    """A fresh copy of the template session in this test's IKV_HOME."""
+    shutil.copytree(template / "sessions", ikv_home / "sessions")
+    return ikv_home / "sessions" / NAME

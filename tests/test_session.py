@@ -54,3 +54,16 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(copy):
     path.write_bytes(bytes(data))
     with pytest.raises(SessionError, match="fails its checksum"):
         Session("book", OpenOptions(writable=False))
+
+
+def test_two_writers_racing_on_a_session_leave_it_sound(demo_path, tmp_path):
+    """A few tries of scripts/race.py: new and existing sessions, random start delays."""
+    from ikv_local.haystack import FACT_NEEDLES, build
+    from race import loop
+
+    small, fact = tmp_path / "small.txt", tmp_path / "fact.txt"
+    small.write_text(build(60, [], [], seed=2).text)
+    fact.write_text(FACT_NEEDLES[1].fact + "\n")
+    tries = loop(tmp_path / "home", (small, fact), 4, seed=1)
+    assert [t.why for t in tries if not t.ok] == []
+    assert any(0 in t.codes and 7 in t.codes for t in tries)  # the race was on at least once
