@@ -234,6 +234,12 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         _stopped(exc if isinstance(exc, interrupts.Stopped) else None)
+    except OSError as exc:  # a read or write outside files.py: still one line
+        from ikv_local.files import storage_error
+
+        err = storage_error(exc, exc.filename or "a file", "read or write")
+        print(f"ikv: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
     if result == 130 and interrupts.last_stop() is not None:
         _stopped(interrupts.last_stop())  # typer returns 130 for every KeyboardInterrupt
     sys.exit(result if isinstance(result, int) else 0)
