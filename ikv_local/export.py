@@ -116,7 +116,7 @@ def reindex(name: str) -> Reindexed:
 def write_export(out: Path, text: str, force: bool = False) -> None:
     """Write an export: never over a file without `force`; an existing target keeps its mode."""
     if not out.parent.is_dir():
-        raise IkvError(f"no folder {out.parent} to write {out.name} into")
+        raise IkvError(f"cannot write {out}: there is no folder {out.parent}")
     if out.exists() and not force:
         raise IkvError(f"{out} exists; pass --force to replace it")
     if out.is_dir():
