@@ -39,8 +39,23 @@ def test_sketch_bits_find_facts_in_another_haystack(engine, spec):
         assert (dist < best).mean() <= 0.01
 
 
-def test_spec_is_cached_per_model(engine, spec):
+def test_spec_is_cached_per_model(engine, spec, monkeypatch):
+    import ikv_local.calibrate as calibrate
+
+    path = cache_dir() / "sketch" / f"{model_fingerprint(engine)['sha']}.json"
+    stamp = path.stat().st_mtime_ns
+
+    def no_measuring(*_: object, **__: object) -> None:
+        raise AssertionError("measured again: the cache was not used")
+
+    monkeypatch.setattr(calibrate, "measure", no_measuring)
     assert sketch_spec(engine) == spec
+    assert path.stat().st_mtime_ns == stamp
+    path.write_text("{damaged")  # a damaged entry is measured again, not trusted
+    with pytest.raises(AssertionError, match="measured again"):
+        sketch_spec(engine)
+    monkeypatch.setattr(calibrate, "measure", measure)
+    assert sketch_spec(engine) == spec  # and the entry is written anew
     assert model_fingerprint(engine)["arch"] == "gemma3"
 
 

