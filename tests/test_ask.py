@@ -8,6 +8,7 @@ import pytest
 
 from conftest import assert_one_line_error
 from ikv_local.ask import ask
+from ikv_local.sampling import SamplingParams
 from ikv_local.session import OpenOptions, Session
 
 
@@ -32,14 +33,26 @@ def test_a_fact_from_before_the_window_rolled_is_answered_with_recall_not_withou
 
 
 def test_ask_leaves_the_session_as_it_was(session, book):
-    before = (session.window.archived, list(session.window.recent.tokens))
+    window = session.window
+    meta, state = window.snapshot()
+    meta = json.loads(json.dumps(meta))  # a copy: the snapshot shares the window's live lists
     files = {p.name: p.stat().st_mtime_ns for p in (book.home / "sessions" / "book").rglob("*")
              if p.is_file() and p.name != ".lock"}
-    ask(session, "What happened at the harbour?", max_tokens=300)  # long enough to roll
+    rolled = []  # the tokens aged out of the window while the answer was written
+    # an answer run past the headroom, so the window rolls and must be put back
+    ask(session, "Write a very long story about the harbour.", max_tokens=300,
+        answer_prefix=" Once upon a time", params=SamplingParams(temperature=0.8, seed=1),
+        on_text=lambda _: rolled.append(window.dropped - meta["dropped"]))
+    assert max(rolled) > 0, "the answer never rolled the window; nothing was put back"
     after = {p.name: p.stat().st_mtime_ns for p in (book.home / "sessions" / "book").rglob("*")
              if p.is_file() and p.name != ".lock"}
     assert after == files
-    assert session.window.archived == before[0]
+    now, now_state = window.snapshot()
+    assert {k for k in meta if meta[k] != now[k]} == set()
+    assert now_state == state  # llama.cpp's state, byte for byte
+    ask(session, "Who are you?", max_tokens=4)  # no roll: truncated back, slot cleared
+    now, now_state = window.snapshot()
+    assert now == meta and now_state == state
 
 
 def test_plain_prompt_answers_stop_before_a_new_question(session):
@@ -70,8 +83,7 @@ def test_an_answer_ends_where_the_model_starts_copying_the_slot_framing(session)
 
 def test_slot_max_fills_only_that_much_of_the_slot(session, book):
     from ikv_local.ask import recall_spans
-    from ikv_local.recall import RecallSettings
-
+    
     key = book.needles[0]
     whole, _ = recall_spans(session, key.question, RecallSettings())
     small, spans = recall_spans(session, key.question, RecallSettings(slot_max=96))
