@@ -61,10 +61,18 @@ def test_plain_prompt_answers_stop_before_a_new_question(session):
     assert a.tokens <= 64 and a.window_tokens <= session.window.layout.n_ctx
 
 
-def test_recall_every_n_tokens_refreshes_the_slot(session, book):
+def test_recall_every_n_tokens_refreshes_the_slot(session, book, monkeypatch):
     key = book.needles[0]
+    fills: list[list[int]] = []
+    fill = session.window.fill_slot
+    monkeypatch.setattr(session.window, "fill_slot", lambda t: (fills.append(list(t)), fill(t)))
+    once = ask(session, key.question, answer_prefix=" The pass key is", max_tokens=24)
+    assert once.recalled and len(fills) == 1  # recall_every=0: the slot is filled once
+    fills.clear()
     a = ask(session, key.question, answer_prefix=" The pass key is", max_tokens=24, recall_every=8)
-    assert a.recalled and a.tokens >= 8
+    assert a.recalled and a.tokens > 8, a.text
+    assert len(fills) == 1 + (a.tokens - 1) // 8  # and again after every 8 tokens written
+    assert key.answer in a.text
 
 
 def test_an_answer_ends_where_the_model_starts_copying_the_slot_framing(session):
