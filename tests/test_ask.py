@@ -91,7 +91,8 @@ def test_an_answer_ends_where_the_model_starts_copying_the_slot_framing(session)
 
 def test_slot_max_fills_only_that_much_of_the_slot(session, book):
     from ikv_local.ask import recall_spans
-    
+    from ikv_local.recall import RecallSettings
+
     key = book.needles[0]
     whole, _ = recall_spans(session, key.question, RecallSettings())
     small, spans = recall_spans(session, key.question, RecallSettings(slot_max=96))
