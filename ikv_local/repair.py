@@ -134,14 +134,19 @@ def _committed(basis: dict[str, Any] | None) -> int | None:
     return int(basis.get("archived", 0)) + int(basis.get("pruned", 0))
 
 
+def _archive(folder: Path, basis: dict[str, Any] | None) -> Archive:
+    """The archive read-only, as the checkpoint committed it (what was found goes in reports)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Archive(folder / "archive", writable=False, committed_total=_committed(basis))
+
+
 def _check_archive(folder: Path, basis: dict[str, Any] | None, report: CheckReport) -> None:
     if not (folder / "archive" / RECORDS_FILE).exists():
         report.add("archive", "missing" if _committed(basis) else None, "empty")
         return
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            archive = Archive(folder / "archive", writable=False, committed_total=_committed(basis))
+        archive = _archive(folder, basis)
     except ArchiveError as exc:
         report.add("archive", str(exc))
         return
@@ -272,9 +277,7 @@ def _repair_sources(folder: Path, meta: dict[str, Any], basis: dict[str, Any] | 
                     aside: Path, report: RepairReport) -> None:
     if not (folder / "archive" / RECORDS_FILE).exists():
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        archive = Archive(folder / "archive", writable=False, committed_total=_committed(basis))
+    archive = _archive(folder, basis)
     kept = (basis or {}).get("sources")
     path = folder / "archive" / SOURCES_FILE
     try:
@@ -316,9 +319,7 @@ def _repair_records(folder: Path, basis: dict[str, Any] | None, aside: Path,
                     report: RepairReport) -> None:
     if not (folder / "archive" / RECORDS_FILE).exists():
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        archive = Archive(folder / "archive", writable=False, committed_total=_committed(basis))
+    archive = _archive(folder, basis)
     bad = archive.report.bad_inside
     if not bad:
         return
