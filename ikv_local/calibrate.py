@@ -20,6 +20,7 @@ from ikv_local.haystack import FACT_NEEDLES, Haystack, build, pass_key_needle
 from ikv_local.paths import cache_dir
 from ikv_local.readout import read_cells
 from ikv_local.rope import check_supported, unrope
+from ikv_local.sequences import SCRATCH_SEQ
 from ikv_local.sketch import SketchSpec
 
 MAX_SKETCH_DIM = 768
@@ -155,7 +156,7 @@ def sketch_spec(engine: Engine) -> SketchSpec:
             pass  # a damaged cache entry is measured again
     hay = calibration_haystack()
     if engine.n_ctx < CALIBRATION_CTX:  # read in one window, whatever the caller's context
-        with Engine(engine.path, EngineConfig(n_ctx=CALIBRATION_CTX, n_seq_max=2,
+        with Engine(engine.path, EngineConfig(n_ctx=CALIBRATION_CTX, n_seq_max=SCRATCH_SEQ + 1,
                                               n_threads=engine.config.n_threads,
                                               n_gpu_layers=engine.config.n_gpu_layers)) as big:
             m = measure(big, hay)

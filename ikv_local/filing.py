@@ -17,6 +17,7 @@ from ikv_local.engine import Engine
 from ikv_local.errors import EngineError
 from ikv_local.readout import read_cells
 from ikv_local.record import Flag, Role, encode
+from ikv_local.sequences import WINDOW_SEQ
 from ikv_local.sketch import SketchSpec, encode as encode_sketch, unit_keys, vectors
 
 SENTENCE_ENDS = (b".", b"!", b"?", b"\xe3\x80\x82")
@@ -46,7 +47,7 @@ def boundary_flags(engine: Engine, tokens: list[int], previous: int | None = Non
     return flags
 
 
-def sketch_cells(engine: Engine, spec: SketchSpec, p0: int, n: int, *, seq: int = 0) -> np.ndarray:
+def sketch_cells(engine: Engine, spec: SketchSpec, p0: int, n: int, *, seq: int = WINDOW_SEQ) -> np.ndarray:
     """Sketches [n, 64] of cells [p0, p0 + n) of `seq`.
 
     Sliding-window layers reuse a cell once it has slid out of every window, so a block is
@@ -95,7 +96,7 @@ def file_cells(
     origin: Origin,
     *,
     previous_token: int | None = None,
-    seq: int = 0,
+    seq: int = WINDOW_SEQ,
     sync: bool = True,
 ) -> np.ndarray:
     """Archive cells [p0, p0 + len(tokens)) of `seq` now; returns the records appended."""

@@ -27,11 +27,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import llama_cpp  # before usearch: loaded after it, a CUDA llama.cpp crashes at model load
 import numpy as np
+# ikv_local's preload has put the system C++ runtime first by now (cxx_runtime, docs/engine.md)
 from usearch.index import Index, MetricKind, ScalarKind, search
-
-assert llama_cpp.__version__  # (imported for its load order only; see docs/engine.md)
 
 from ikv_local import files
 from ikv_local.archive import Archive

@@ -9,6 +9,8 @@ become the tokens of the recall slot.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,9 +20,9 @@ from ikv_local.engine import Engine
 from ikv_local.index import SketchIndex
 from ikv_local.readout import read_cells
 from ikv_local.record import Flag
+from ikv_local.sequences import RECALL_SEQ, WINDOW_SEQ
 from ikv_local.sketch import SketchSpec, encode as encode_sketch, hamming, unit_keys, vectors
 
-RECALL_SEQ = 2  # the readout's scratch sequence is 1
 MAX_QUERY_TOKENS = 128
 HALF_BITS = 256  # Hamming distance of unrelated sketches (512 bits)
 SLOT_HEADER = "Earlier text, recalled:\n"
@@ -90,18 +92,29 @@ class Span:
                 "score": round(self.score, 4), "source": self.source, "text": self.text}
 
 
+@contextmanager
+def decoded_beside_the_sink(engine: Engine, sink: int, tokens: list[int]) -> Iterator[None]:
+    """`tokens` at [sink, sink + len) on the recall sequence, after a copy of the window's sink.
+
+    They see the sink and each other, nothing recent: how the sketch was calibrated and how
+    the recall slot is filled. The recall sequence is emptied again when the block ends.
+    """
+    engine.seq_rm(RECALL_SEQ)
+    engine.seq_cp(WINDOW_SEQ, RECALL_SEQ, 0, sink)
+    try:
+        engine.decode(tokens, sink, seq=RECALL_SEQ, logits_last=False)
+        yield
+    finally:
+        engine.seq_rm(RECALL_SEQ)
+
+
 def query_sketches(engine: Engine, spec: SketchSpec, sink: int, tokens: list[int]) -> np.ndarray:
     """Sketches of the question's keys, decoded after the sink on the recall sequence."""
     tokens = tokens[-MAX_QUERY_TOKENS:]
     if not tokens:
         return np.zeros((0, spec.bits // 8), np.uint8)
-    engine.seq_rm(RECALL_SEQ)
-    engine.seq_cp(0, RECALL_SEQ, 0, sink)
-    try:
-        engine.decode(tokens, sink, seq=RECALL_SEQ, logits_last=False)
+    with decoded_beside_the_sink(engine, sink, tokens):
         state = read_cells(engine, sink, sink + len(tokens), seq=RECALL_SEQ)
-    finally:
-        engine.seq_rm(RECALL_SEQ)
     _, keys = unit_keys(state, engine.facts, spec.units)
     return encode_sketch(vectors(keys, spec), spec)
 

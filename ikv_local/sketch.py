@@ -17,7 +17,7 @@ import numpy as np
 
 from ikv_local.errors import IkvError
 from ikv_local.facts import ModelFacts
-from ikv_local.readout import SeqState
+from ikv_local.kvstate import SeqState
 from ikv_local.rope import unrope
 
 SKETCH_BITS = 512

@@ -22,11 +22,10 @@ from ikv_local.archive import Archive
 from ikv_local.engine import Engine
 from ikv_local.errors import EngineError, IkvError
 from ikv_local.filing import Origin, file_records, sketch_cells
-from ikv_local.recall import RECALL_SEQ
+from ikv_local.recall import decoded_beside_the_sink
 from ikv_local.record import SKETCH_BYTES, Role
+from ikv_local.sequences import N_SEQ, RECALL_SEQ, WINDOW_SEQ
 from ikv_local.sketch import SketchSpec
-
-N_SEQ = 3  # 0: the window, 1: readout's scratch, 2: recall
 
 
 class WindowTooSmall(IkvError):
@@ -269,15 +268,9 @@ class Window:
         if not tokens:
             return
         sink = self.layout.sink
-        eng = self.engine
-        eng.seq_rm(RECALL_SEQ)
-        eng.seq_cp(0, RECALL_SEQ, 0, sink)
-        try:
-            eng.decode(tokens, sink, seq=RECALL_SEQ, logits_last=False)
+        with decoded_beside_the_sink(self.engine, sink, tokens):
             self._shift_pending = False
-            eng.seq_cp(RECALL_SEQ, 0, sink, sink + len(tokens))
-        finally:
-            eng.seq_rm(RECALL_SEQ)
+            self.engine.seq_cp(RECALL_SEQ, WINDOW_SEQ, sink, sink + len(tokens))
         self.slot_used = len(tokens)
 
     def clear_slot(self) -> None:

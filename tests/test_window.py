@@ -12,6 +12,7 @@ from ikv_local.filing import Origin
 from ikv_local.fingerprint import model_fingerprint
 from ikv_local.haystack import build, pass_key_needle
 from ikv_local.record import Role
+from ikv_local.sequences import N_SEQ
 from ikv_local.window import SLOT_MAX, Layout, Window, WindowTooSmall
 
 
@@ -33,7 +34,7 @@ def test_a_large_window_caps_its_slot_unless_one_is_asked_for():
 
 @pytest.fixture(scope="module")
 def engine3(demo_path):
-    with Engine(demo_path, EngineConfig(n_ctx=1024, n_seq_max=3)) as eng:
+    with Engine(demo_path, EngineConfig(n_ctx=1024, n_seq_max=N_SEQ)) as eng:
         yield eng
 
 
