@@ -14,6 +14,8 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ikv_local.errors import IkvError
@@ -99,6 +101,11 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def _temporary(path: Path) -> Path:
+    """Where a replacement for `path` is written first: hidden, beside it, one per process."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Replace `path` with `data` so a crash leaves either the old or the new file, whole.
 
@@ -106,7 +113,7 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     would keep later writes failing.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temporary(path)
     try:
         fault = _at("replace", path, tearable=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -127,6 +134,29 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
         except OSError:
             pass
         raise storage_error(exc, path, "write") from None
+    fsync_dir(path.parent)
+
+
+@contextmanager
+def replaced(path: Path, mode: int = FILE_MODE) -> Iterator[Path]:
+    """A temporary name beside `path` for another library to write (usearch's save, the demo
+    model's assembler); it replaces `path` when the block ends, as `write_atomic` would.
+
+    OSErrors pass through: wrap the block in `guarded` for one-line StorageErrors.
+    """
+    path = Path(path)
+    tmp = _temporary(path)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
 
 

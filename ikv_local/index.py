@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,14 +196,9 @@ class SketchIndex:
                       connectivity=16, expansion_add=256, expansion_search=256)
         index.add(np.arange(nlist), centroids)
         self._save_npy("centroids.npy", centroids)
-        tmp = self.folder / f".centroids.{os.getpid()}.tmp"
-        try:
-            with files.guarded(self.folder / "centroids.usearch", "write"):
-                index.save(str(tmp))
-                os.chmod(tmp, files.FILE_MODE)
-                os.replace(tmp, self.folder / "centroids.usearch")
-        finally:
-            tmp.unlink(missing_ok=True)
+        graph = self.folder / "centroids.usearch"
+        with files.guarded(graph, "write"), files.replaced(graph) as tmp:
+            index.save(str(tmp))
         self._centroids = Index.restore(str(self.folder / "centroids.usearch"), view=True)
         self.meta = {"nlist": nlist, "n_grouped": 0, "trained_on": n}
         labels = self._assign(np.asarray(sketches[:n]))

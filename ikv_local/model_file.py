@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ikv_local import files
 from ikv_local.errors import ModelError
 from ikv_local.paths import cache_dir
 
@@ -74,9 +75,7 @@ def verified(path: Path, sha256: str, *, rehash: bool = False) -> bool:
             return True
     if sha256_file(path) != sha256:
         return False
-    tmp = stamp_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**_stamp(path), "sha256": sha256}))
-    os.replace(tmp, stamp_file)
+    files.write_atomic(stamp_file, json.dumps({**_stamp(path), "sha256": sha256}).encode())
     return True
 
 
@@ -92,14 +91,11 @@ def demo_model_path() -> Path:
 
     assemble = import_module(DEMO_PACKAGE).assemble
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
-        assemble(tmp, overwrite=True)  # the package checks the digest itself
-        os.replace(tmp, target)
+        with files.replaced(target) as tmp:
+            assemble(tmp, overwrite=True)  # the package checks the digest itself
     except (OSError, ValueError) as exc:
         raise ModelError(f"could not assemble the demo model into {target.parent}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     if not verified(target, demo.sha256, rehash=True):
         raise ModelError(f"demo model at {target} does not match its sha256")
     return target
