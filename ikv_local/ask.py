@@ -6,7 +6,6 @@ Without recall the window is exactly llama.cpp's context shift: sink kept, oldes
 
 from __future__ import annotations
 
-import codecs
 import time
 import warnings
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from ikv_local.recall import (SLOT_MARKERS, RecallSettings, Span, find_spans, qu
 from ikv_local.record import Role
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import Session
+from ikv_local.stream import AnswerText
 from ikv_local.window import Layout
 
 SLOT_FRAMING = 32  # tokens the slot's header, gaps and footer may take
@@ -45,6 +45,16 @@ def question_cap(layout: Layout) -> int:
     for recent text, less one block, so the whole question is in the window while recall is
     searched for it and while at least a block of answer is written after it."""
     return layout.recent_capacity - layout.block
+
+
+def refuse_too_long(prompt_tokens: int, layout: Layout) -> None:
+    """Raise QuestionTooLong for a prompt over `question_cap`."""
+    cap = question_cap(layout)
+    if prompt_tokens > cap:
+        raise QuestionTooLong(
+            f"the question is {prompt_tokens:,} tokens; in this session's window of "
+            f"{layout.n_ctx:,} a question may take at most {cap:,} (the room for recent "
+            f"text, less {layout.block:,} for the answer)")
 
 
 def readable(text: str, what: str = "the question") -> str:
@@ -122,10 +132,6 @@ def question_prompt(session: Session, question: str) -> tuple[str, tuple[str, ..
     return f"\n\nQuestion: {question.strip()}\nAnswer:", PLAIN_STOPS
 
 
-def _prefixes(stop: str) -> list[str]:
-    return [stop[:i] for i in range(1, len(stop))]
-
-
 def recall_spans(session: Session, query_text: str,
                  settings: RecallSettings) -> tuple[list[int], list[Span]]:
     """The slot's tokens and spans for this query (nothing is changed)."""
@@ -196,21 +202,17 @@ def respond(
 ) -> Answer:
     """Recall for `query`, append the prompt, and generate into the window.
 
-    The text is cut before any stop string (or the slot's framing); the last token sampled is not decoded (nothing
-    would read its logits), so `Answer.decoded` says how many of `Answer.out` the window holds.
-    `max_tokens` of 0 or less means until end-of-generation. A prompt longer than
-    `question_cap` raises QuestionTooLong before anything is read or changed.
+    The text is cut before any stop string or the slot's framing (`AnswerText`); the last token
+    sampled is not decoded (nothing would read its logits), so `Answer.decoded` says how many
+    of `Answer.out` the window holds. `max_tokens` of 0 or less means until end-of-generation.
+    A prompt longer than `question_cap` raises QuestionTooLong before anything is read or
+    changed.
     """
     engine, window = session.engine, session.window
     assert engine is not None
     t0 = time.perf_counter()
     prompt = engine.tokenize(prompt_text, special=True)
-    cap = question_cap(window.layout)
-    if len(prompt) > cap:
-        raise QuestionTooLong(
-            f"the question is {len(prompt):,} tokens; in this session's window of "
-            f"{window.layout.n_ctx:,} a question may take at most {cap:,} (the room for recent "
-            f"text, less {window.layout.block:,} for the answer)")
+    refuse_too_long(len(prompt), window.layout)
     spans: list[Span] = []
     recall_s = 0.0
     if recall and window.archived:
@@ -223,17 +225,11 @@ def respond(
     window.append(prompt, Origin(Role.USER, chat, segment), logits_last=True)
     out: list[int] = []
     decoded = 0
-    utf8 = codecs.getincrementaldecoder("utf-8")("replace")
-    text = ""
-    cut = -1
+    answer = AnswerText((*stops, *SLOT_MARKERS))
     refresh_s = 0.0
-    shown = 0
     first_s: float | None = None
     stopped = "limit"
     limit = max_tokens if max_tokens > 0 else 1 << 62
-    stops = (*stops, *SLOT_MARKERS)
-    longest_stop = max((len(s) for s in stops), default=0)
-    prefixes = {p for stop in stops for p in _prefixes(stop)}
     t_dec = time.perf_counter()
     with engine.sampler(params, window.recent.tokens) as sample:
         for i in range(limit):
@@ -247,19 +243,10 @@ def respond(
                 stopped = "eog"
                 break
             out.append(token)
-            before = len(text)
-            text += utf8.decode(engine.piece(token))
-            # only the new tail can complete a stop string
-            tail = max(0, before - longest_stop)
-            cut = min((i for i in (text.find(s, tail) for s in stops) if i >= 0), default=-1)
-            if cut >= 0:
-                text = text[:cut]
-            # hold back what could be the start of a stop string
-            hold = 0 if cut >= 0 else max((len(p) for p in prefixes if text.endswith(p)), default=0)
-            if on_text and len(text) - hold > shown:
-                on_text(text[shown : len(text) - hold])
-                shown = len(text) - hold
-            if cut >= 0:
+            shown = answer.feed(engine.piece(token))
+            if on_text and shown:
+                on_text(shown)
+            if answer.stopped:
                 stopped = "stop"
                 break
             if i + 1 == limit:
@@ -270,13 +257,12 @@ def respond(
                 refresh_s += time.perf_counter() - t_r
             window.append([token], Origin(Role.ASSISTANT, chat, segment), logits_last=True)
             decoded += 1
-    if cut < 0:
-        text += utf8.decode(b"", final=True)
-        if on_text and len(text) > shown:
-            on_text(text[shown:])
+    rest = answer.finish()
+    if on_text and rest:
+        on_text(rest)
     dec_s = time.perf_counter() - t_dec - refresh_s
     return Answer(
-        text=text,
+        text=answer.text,
         recalled=spans,
         window_tokens=window.cells,
         archived_tokens=window.archived,
