@@ -141,14 +141,13 @@ def recall_spans(session: Session, query_text: str,
     queries = query_sketches(engine, session.spec, window.layout.sink, query)
     slot = min(window.layout.slot, settings.slot_max or window.layout.slot)
     spans = find_spans(session.archive, session.index, queries, slot - SLOT_FRAMING, settings,
-                       query, limit=window.archived, heat=session.heat)
+                       query, limit=window.archived)
     return slot_tokens(engine, spans, slot)
 
 
 def recall_into_slot(session: Session, query_text: str, settings: RecallSettings) -> list[Span]:
     tokens, spans = recall_spans(session, query_text, settings)
     session.window.fill_slot(tokens)
-    session.heat.update(spans)
     return spans
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,44 +37,7 @@ class RecallSettings:
     k: int = 64  # index hits per question
     span_max: int = 64  # tokens per span
     lexical: float = 0.25  # token-id overlap; measured to raise recall (scripts/recall_signals.py)
-    heat: float = 0.0  # bonus for spans recalled in earlier turns; off: measured not to help (docs/memory.md)
     slot_max: int | None = None  # fill at most this much of the slot; None: all of it
-
-
-@dataclass
-class Heat:
-    """How often each stretch of the stream was recalled lately: importance-aware aging.
-
-    Spans that keep being recalled may keep their place in the slot (RecallSettings.heat); each
-    turn multiplies every count by DECAY, so a span no longer asked for cools down.
-    """
-
-    DECAY = 0.8
-    ranges: list[list[float]] = field(default_factory=list)  # [start, end, count] in stream positions
-
-    def update(self, spans: list[Span]) -> None:
-        for r in self.ranges:
-            r[2] *= self.DECAY
-        for sp in spans:
-            a, b = sp.position, sp.position + (sp.end - sp.start)
-            for r in self.ranges:
-                if r[0] < b and a < r[1]:
-                    r[0], r[1], r[2] = min(r[0], a), max(r[1], b), r[2] + 1.0
-                    break
-            else:
-                self.ranges.append([a, b, 1.0])
-        self.ranges = [r for r in self.ranges if r[2] >= 0.05]
-
-    def of(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """Per candidate [start, end) in stream positions: 1 - 0.5**count of the hottest overlap."""
-        out = np.zeros(len(starts))
-        for a, b, count in self.ranges:
-            hit = (starts < b) & (a < ends)
-            out[hit] = np.maximum(out[hit], 1.0 - 0.5 ** count)
-        return out
-
-    def to_list(self) -> list[list[float]]:
-        return [[int(a), int(b), round(c, 4)] for a, b, c in self.ranges]
 
 
 @dataclass(frozen=True)
@@ -161,7 +124,6 @@ def find_spans(
     settings: RecallSettings = RecallSettings(),
     query_tokens: list[int] | None = None,
     limit: int | None = None,
-    heat: Heat | None = None,
 ) -> list[Span]:
     """Spans for the slot, best first until `budget` tokens; returned in original order.
 
@@ -188,11 +150,6 @@ def find_spans(
     scores = _rerank(archive, candidates, queries)
     if settings.lexical and query_tokens:
         scores = scores + settings.lexical * _lexical(archive, candidates, query_tokens)
-    if settings.heat and heat is not None and heat.ranges:
-        pos = np.asarray(recs["position"], dtype=np.int64)
-        a_ids = np.array([a for a, _ in candidates])
-        b_ids = np.array([b for _, b in candidates])
-        scores = scores + settings.heat * heat.of(pos[a_ids], pos[b_ids - 1] + 1)
     # best first until the budget is spent; overlapping picks only pay for new tokens
     covered = np.zeros(n, bool)
     picked: list[tuple[int, int, float]] = []

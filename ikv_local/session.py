@@ -55,7 +55,6 @@ from ikv_local.index import SketchIndex
 from ikv_local.kvcost import bytes_per_token
 from ikv_local.model_file import resolve_model
 from ikv_local.paths import data_dir
-from ikv_local.recall import Heat
 from ikv_local.record import ArchiveFormatError, Role
 from ikv_local.sketch import SketchSpec
 from ikv_local.support import check as check_memory
@@ -191,7 +190,6 @@ class Session:
         self.chat_format = self.engine.chat_format()
         self._open_archive(fp, saved, exists)
         self.history = History(self.folder)
-        self.heat = Heat([list(r) for r in saved.get("heat", [])])
         if not exists:
             self.system = opts.system or ""
             sink = self._sink(self.system)
@@ -377,7 +375,7 @@ class Session:
         self.meta["system"] = self.system
         wmeta, state = self.window.snapshot()
         wmeta = {**wmeta, "turns": self.history.last, "turns_pruned": self.history.pruned,
-                 "pruned": self.archive.pruned, "system": self.system, "heat": self.heat.to_list(),
+                 "pruned": self.archive.pruned, "system": self.system,
                  "session": meta_copy(self.meta), "sources": self.archive.sources()}
         write_window(self.folder, wmeta, state)
         self.meta["window"] = window_copy(wmeta)

@@ -26,11 +26,10 @@ import time
 import llama_cpp
 
 from ikv_local import receipt
-from ikv_local.ask import recall_spans, respond
+from ikv_local.ask import respond
 from ikv_local.chat import Chat, ChatSettings
 from ikv_local.haystack import filler_sentences
 from ikv_local.model_file import resolve_model
-from ikv_local.recall import RecallSettings
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import OpenOptions, Session
 
@@ -98,8 +97,6 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1, help="picks the chatter and seeds sampling")
     ap.add_argument("--temp", type=float, default=0.8, help="ikv chat's default; 0: greedy")
     ap.add_argument("--system", default="", help="a system prompt for the conversation")
-    ap.add_argument("--heat", default="0.25,0.5",
-                    help="heat weights whose recall is scored beside the default (0) at each question")
     ap.add_argument("--rounds", type=int, default=1, help="ask every question this many times")
     ap.add_argument("--model", default=None, help="a GGUF (default: the demo model)")
     ap.add_argument("--out", default="receipts")
@@ -129,10 +126,7 @@ def main() -> int:
             rolls = s.window.archived / layout.recent_capacity
             stream_before = s.window.stream_end
             fmt = s.chat_format
-            weights = [float(w) for w in a.heat.split(",") if w]
             for told, question, answer in FACTS * a.rounds:
-                heat_recall = {str(w): any(said(answer, sp.text) for sp in recall_spans(
-                    s, question, RecallSettings(heat=w))[1]) for w in weights}
                 window = s.window.sink_tokens + s.window.recent.tokens
                 base = respond(s, question, fmt.user(question), fmt.stops, recall=False,
                                max_tokens=a.max_tokens, params=params)
@@ -150,7 +144,6 @@ def main() -> int:
                     "sliding_ttft_s": round(base.first_token_seconds or 0, 4),
                     "plain_llama_ttft_s": round(plain, 4),
                     "spans": len(turn.recalled),
-                    "in_recalled_spans_with_heat": heat_recall,
                 }
                 rows.append(row)
                 print(json.dumps({k: row[k] for k in ("question", "in_recalled_spans",
@@ -166,12 +159,8 @@ def main() -> int:
         "window_rolls": round(rolls, 1),
         "rolls_defined_as": "tokens archived before the questions / recent capacity of the window",
         "recall_contains_fact": round(sum(r["in_recalled_spans"] for r in rows) / n, 3),
-        "recall_contains_fact_with_heat": {
-            w: round(sum(r["in_recalled_spans_with_heat"][w] for r in rows) / n, 3) for w in rows[0]["in_recalled_spans_with_heat"]},
         "per_round": [{"round": k + 1,
                        "recall_contains_fact": round(sum(r["in_recalled_spans"] for r in part) / len(part), 3),
-                       "with_heat": {w: round(sum(r["in_recalled_spans_with_heat"][w] for r in part) / len(part), 3)
-                                     for w in part[0]["in_recalled_spans_with_heat"]},
                        "ikv_answer_accuracy": round(sum(r["ikv_correct"] for r in part) / len(part), 3)}
                       for k, part in enumerate(rows[i:i + len(FACTS)] for i in range(0, n, len(FACTS)))],
         "ikv_answer_accuracy": round(sum(r["ikv_correct"] for r in rows) / n, 3),

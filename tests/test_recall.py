@@ -70,21 +70,3 @@ def test_recall_finds_each_planted_fact_in_its_spans(session):
         assert needle.answer in text, (needle.question, [s.text for s in shown])
         # each span says where it came from
         assert all(s.source.endswith("book.txt") and s.position == s.start for s in shown)
-
-
-def test_heat_grows_with_each_recall_and_cools_each_turn():
-    from ikv_local.recall import Heat, Span
-
-    def span(pos: int, n: int) -> Span:
-        return Span(pos, pos + n, pos, 1.0, "doc", [0] * n, "")
-
-    heat = Heat()
-    heat.update([span(100, 20)])
-    heat.update([span(110, 20), span(500, 10)])  # overlaps the first: one hotter range
-    assert [r[:2] for r in heat.ranges] == [[100, 130], [500, 510]]
-    hot = heat.of(np.array([95, 500, 900]), np.array([105, 505, 950]))
-    assert hot[0] > hot[1] > 0 and hot[2] == 0
-    for _ in range(20):
-        heat.update([])
-    assert heat.ranges == []  # cooled away
-    assert RecallSettings().heat == 0.0
