@@ -132,13 +132,29 @@ def find_spans(
     n = len(archive) if limit is None else min(limit, len(archive))
     if n == 0 or len(queries) == 0 or budget <= 0:
         return []
-    hits = index.search(queries, k=settings.k)
-    keep = hits.ids < n
-    hit_ids = hits.ids[keep]
-    if len(hit_ids) == 0:
+    candidates = candidate_spans(archive, index, queries, n, settings)
+    if not candidates:
         return []
+    scores = score_spans(archive, candidates, queries, settings, query_tokens)
     recs = archive.records()
-    usable = archive.usable
+    names = archive.sources()
+    chosen = []
+    for a, b, score in select_spans(candidates, scores, archive.usable[:n], budget):
+        part = recs[a:b]
+        source = int(part["source"][0])
+        chosen.append(Span(a, b, int(part["position"][0]), score,
+                           names[source] if source < len(names) else f"source {source}",
+                           [int(t) for t in part["token"]], ""))
+    return chosen
+
+
+def candidate_spans(archive: Archive, index: SketchIndex, queries: np.ndarray, n: int,
+                    settings: RecallSettings) -> list[tuple[int, int]]:
+    """The index's hits among the first `n` records, each grown to whole sentences; [a, b)
+    in record ids, each once, in order."""
+    hits = index.search(queries, k=settings.k)
+    hit_ids = hits.ids[hits.ids < n]
+    recs = archive.records()
     span_max = settings.span_max
     spans: dict[tuple[int, int], None] = {}
     for h in hit_ids:
@@ -146,12 +162,31 @@ def find_spans(
         hi = min(n, int(h) + span_max + 1)
         window = recs[lo:hi]
         spans[_sentence(np.asarray(window["flags"]), np.asarray(window["source"]), lo, int(h), span_max)] = None
-    candidates = sorted(spans)
+    return sorted(spans)
+
+
+def score_spans(archive: Archive, candidates: list[tuple[int, int]], queries: np.ndarray,
+                settings: RecallSettings, query_tokens: list[int] | None) -> np.ndarray:
+    """Per candidate span, how well it answers the question (higher is better).
+
+    How the question's keys find partners in the span's sketches, plus, with
+    `settings.lexical`, how many of the question's rarer tokens it contains.
+    """
     scores = _rerank(archive, candidates, queries)
     if settings.lexical and query_tokens:
         scores = scores + settings.lexical * _lexical(archive, candidates, query_tokens)
-    # best first until the budget is spent; overlapping picks only pay for new tokens
-    covered = np.zeros(n, bool)
+    return scores
+
+
+def select_spans(candidates: list[tuple[int, int]], scores: np.ndarray, usable: np.ndarray,
+                 budget: int) -> list[tuple[int, int, float]]:
+    """The slot's share of the candidates: best score first until `budget` tokens are spent.
+
+    Overlapping picks pay only for their new tokens; a span with any record that failed its
+    checksum (`usable` false) is never picked. Picks that overlap or touch are merged, each
+    merged span keeps the best score inside it; [a, b, score] in original order.
+    """
+    covered = np.zeros(len(usable), bool)
     picked: list[tuple[int, int, float]] = []
     used = 0
     for i in np.argsort(-scores, kind="stable"):
@@ -164,16 +199,8 @@ def find_spans(
         covered[a:b] = True
         used += new
         picked.append((a, b, float(scores[i])))
-    names = archive.sources()
-    chosen = []
-    for a, b in _merge(sorted((a, b) for a, b, _ in picked)):
-        part = recs[a:b]
-        source = int(part["source"][0])
-        chosen.append(Span(a, b, int(part["position"][0]),
-                           max(sc for x, y, sc in picked if a <= x and y <= b),
-                           names[source] if source < len(names) else f"source {source}",
-                           [int(t) for t in part["token"]], ""))
-    return chosen
+    return [(a, b, max(sc for x, y, sc in picked if a <= x and y <= b))
+            for a, b in _merge(sorted((a, b) for a, b, _ in picked))]
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -1,11 +1,12 @@
-"""Recall: span growth and merging (pure), and finding a planted fact in a real archive."""
+"""Recall: span growth, selection and merging (pure), and finding a planted fact in a real archive."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ikv_local.recall import RecallSettings, _merge, _sentence, find_spans, query_sketches, slot_tokens
+from ikv_local.recall import (RecallSettings, _merge, _sentence, find_spans, query_sketches, select_spans,
+                              slot_tokens)
 from ikv_local.record import Flag
 
 S = int(Flag.SENTENCE_START)
@@ -43,6 +44,29 @@ def test_spans_stop_at_a_change_of_source_and_use_record_ids():
 def test_overlapping_and_touching_spans_merge():
     assert _merge([(0, 10), (5, 12), (12, 20), (30, 40)]) == [(0, 20), (30, 40)]
     assert _merge([]) == []
+
+
+def test_selection_takes_the_best_spans_until_the_budget_paying_only_for_new_tokens():
+    candidates = [(0, 10), (5, 15), (20, 30), (40, 45)]
+    scores = np.array([0.9, 0.8, 0.5, 0.7])
+    usable = np.ones(60, bool)
+    # (5, 15) costs 5 beside (0, 10), so (40, 45) still fits in 20; (20, 30) does not
+    assert select_spans(candidates, scores, usable, 20) == [(0, 15, 0.9), (40, 45, 0.7)]
+    # a span too big for what is left is passed over for a smaller one after it
+    assert select_spans(candidates, np.array([0.9, 0.1, 0.8, 0.5]), usable, 16) == [(0, 10, 0.9), (40, 45, 0.5)]
+    assert select_spans(candidates, scores, usable, 0) == []
+
+
+def test_selection_never_picks_a_span_with_a_damaged_record():
+    usable = np.ones(20, bool)
+    usable[3] = False
+    assert select_spans([(0, 10), (10, 20)], np.array([0.9, 0.1]), usable, 100) == [(10, 20, 0.1)]
+
+
+def test_selected_spans_come_back_in_original_order_merged_with_their_best_score():
+    candidates = [(30, 40), (0, 10), (10, 20)]
+    got = select_spans(candidates, np.array([0.2, 0.3, 0.6]), np.ones(40, bool), 100)
+    assert got == [(0, 20, 0.6), (30, 40, 0.2)]
 
 
 @pytest.fixture
