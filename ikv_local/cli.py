@@ -5,18 +5,19 @@ Heavy imports (llama.cpp, numpy) happen inside commands so `ikv --help` stays in
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import warnings
-from collections.abc import Callable
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from ikv_local import cli_chat, cli_session, interrupts
+from ikv_local import cli_bench, cli_chat, cli_docs, cli_sessions, interrupts
+from ikv_local.cli_options import (CtxOpt, JsonOpt, MaxKlOpt, ModelArg, NglOpt, ThreadsOpt,
+                                   window_checked)
+from ikv_local.cli_output import damage_progress, err_console, print_plan
 from ikv_local.errors import IkvError
-from ikv_local.sizes import format_size
+from ikv_local.sizes import format_size, parse_size
 
 app = typer.Typer(
     name="ikv",
@@ -26,30 +27,9 @@ app = typer.Typer(
     add_completion=False,
 )
 
-ModelArg = Annotated[
-    Optional[str], typer.Argument(help="GGUF model file; the bundled demo model when omitted.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-CtxOpt = Annotated[int, typer.Option("-c", "--ctx-size", help="Context size in tokens.")]
-NglOpt = Annotated[int, typer.Option("-ngl", "--n-gpu-layers", help="Layers to offload to the GPU.")]
-
-
-def _window_checked(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`-c` is a window in tokens: 0 or less is refused (0 used to become 2048 silently)."""
-
-    @functools.wraps(command)
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        ctx_size = kwargs.get("ctx_size")
-        if ctx_size is not None and ctx_size <= 0:
-            raise typer.BadParameter(f"the window must be a positive number of tokens, got "
-                                     f"{ctx_size}", param_hint="'-c' / '--ctx-size'")
-        return command(*args, **kwargs)
-
-    return checked
-
 
 @app.command()
-@_window_checked
+@window_checked
 def info(
     model: ModelArg = None,
     ctx_size: CtxOpt = 512,
@@ -129,13 +109,13 @@ def info(
 
 
 @app.command("plan")
-@_window_checked
+@window_checked
 def plan_cmd(
     model: ModelArg = None,
     kv_budget: Annotated[str, typer.Option("--kv-budget", help="Hot KV memory, e.g. 64MiB.")] = "64MiB",
-    max_kl: cli_session.MaxKlOpt = None,
+    max_kl: MaxKlOpt = None,
     ctx_size: Annotated[Optional[int], typer.Option("-c", "--ctx-size", help="Largest window wanted.")] = None,
-    threads: cli_session.ThreadsOpt = None,
+    threads: ThreadsOpt = None,
     n_gpu_layers: NglOpt = 0,
     json_out: JsonOpt = False,
 ) -> None:
@@ -143,11 +123,15 @@ def plan_cmd(
     from rich.console import Console
     from rich.table import Table
 
+    from ikv_local.budget import plan_model
 
-    err = Console(stderr=True)
-    cli_session.budget_bytes(kv_budget)
-    plan = cli_session.planned(model, kv_budget, max_kl, ctx_size, threads, n_gpu_layers, err,
-                               measure_all=True, quiet=json_out)
+    err = err_console()
+    budget = parse_size(kv_budget)
+    with damage_progress(err) as show:
+        plan = plan_model(model, budget, max_kl=max_kl, n_ctx_cap=ctx_size, n_threads=threads,
+                          n_gpu_layers=n_gpu_layers, measure_all=True, progress=show)
+    if not json_out:
+        print_plan(err, plan)
     if json_out:
         print(json.dumps(plan.to_dict()))
         return
@@ -192,14 +176,14 @@ def doctor(json_out: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
-app.command("ingest")(_window_checked(cli_session.ingest_cmd))
-app.command("ask")(cli_session.ask_cmd)
-app.command("demo")(_window_checked(cli_session.demo_cmd))
-app.command("chat")(_window_checked(cli_chat.chat_cmd))
+app.command("ingest")(window_checked(cli_docs.ingest_cmd))
+app.command("ask")(cli_docs.ask_cmd)
+app.command("demo")(window_checked(cli_bench.demo_cmd))
+app.command("chat")(window_checked(cli_chat.chat_cmd))
 app.command("tui", help="The Textual chat app: sessions, conversation, and the memory at work.")(
-    _window_checked(cli_chat.chat_cmd))
-app.add_typer(cli_session.bench, name="bench")
-app.add_typer(cli_session.sessions, name="sessions")
+    window_checked(cli_chat.chat_cmd))
+app.add_typer(cli_bench.bench, name="bench")
+app.add_typer(cli_sessions.sessions, name="sessions")
 
 
 def _warn(message: Warning | str, *_: object, **__: object) -> None:

@@ -19,8 +19,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ikv_local import interrupts
-from ikv_local.cli_session import (BudgetOpt, JsonOpt, MaxKlOpt, NglOpt, ThreadsOpt, _excerpt,
-                                   budget_bytes, check_budget, planned)
+from ikv_local.cli_options import (BudgetOpt, JsonOpt, MaxKlOpt, NewCtxOpt, NglOpt, ThreadsOpt,
+                                   budget_bytes, check_budget)
+from ikv_local.cli_output import damage_progress, excerpt, print_plan
 from ikv_local.errors import IkvError
 from ikv_local.sizes import format_size
 
@@ -153,7 +154,7 @@ class Shell:
             table.add_column(col, justify="right" if col in {"#", "score"} else "left")
         for i, s in enumerate(spans, 1):
             table.add_row(str(i), span_origin(self.session, s), f"{s['start']:,}–{s['end']:,}",
-                          f"{s['score']:.3f}", _excerpt(s["text"], width=70))
+                          f"{s['score']:.3f}", excerpt(s["text"], width=70))
         self.info.print(table)
 
     def memory(self, _: str) -> None:
@@ -251,7 +252,7 @@ def chat_cmd(
     session: Annotated[Optional[str], typer.Option("--session", help="Session to resume or make (default: a new one).")] = None,
     model_opt: Annotated[Optional[str], typer.Option("-m", "--model", help="GGUF model (same as the argument).")] = None,
     system: Annotated[Optional[str], typer.Option("-s", "--system", help="System prompt (kept in the attention sink).")] = None,
-    ctx_size: Annotated[Optional[int], typer.Option("-c", "--ctx-size", help="Window in tokens (new sessions; default 2048).")] = None,
+    ctx_size: NewCtxOpt = None,
     n_gpu_layers: NglOpt = 0,
     threads: ThreadsOpt = None,
     max_tokens: Annotated[int, typer.Option("-n", "--max-tokens", help="Answer length cap (-1: until the model stops).")] = 512,
@@ -269,9 +270,10 @@ def chat_cmd(
     tui: Annotated[bool, typer.Option("--tui", help="The Textual chat app (same as ikv tui).")] = False,
 ) -> None:
     """Chat with a model that never forgets: every turn is kept, the session resumes."""
+    from ikv_local.budget import plan_session
     from ikv_local.chat import Chat, ChatSettings
     from ikv_local.sampling import SamplingParams
-    from ikv_local.session import OpenOptions, Session, check_name, new_session_name, sessions_dir
+    from ikv_local.session import OpenOptions, Session, check_name, new_session_name, session_exists
 
     if model and model_opt and model != model_opt:
         raise typer.BadParameter("name the model once (argument or --model)", param_hint="-m")
@@ -279,33 +281,31 @@ def chat_cmd(
                             repeat_penalty=repeat_penalty, seed=0xFFFFFFFF if seed < 0 else seed)
     settings = ChatSettings(max_tokens=max_tokens, params=params, recall=not no_recall,
                             recall_every=recall_every)
-    budget_bytes(kv_budget)
+    budget = budget_bytes(kv_budget)
     name = check_name(session) if session else new_session_name()
-    exists = (sessions_dir() / name / "session.json").is_file()
+    exists = session_exists(name)
     from rich.console import Console
 
     err = Console(stderr=True, highlight=False)
-    n_ctx, types = ctx_size or 2048, ("f16", "f16")
-    if kv_budget and not exists:
-        plan = planned(model or model_opt, kv_budget, max_kl, ctx_size, threads, n_gpu_layers, err).chosen
-        n_ctx, types = plan.n_ctx, (plan.type_k, plan.type_v)
+    with damage_progress(err) as show:
+        shape = plan_session(name, model or model_opt, budget, n_ctx=ctx_size, max_kl=max_kl,
+                             n_threads=threads, n_gpu_layers=n_gpu_layers, progress=show)
+    if shape.plan is not None:
+        print_plan(err, shape.plan)
+    options = OpenOptions(model=model or model_opt, n_ctx=shape.n_ctx, n_threads=threads,
+                          n_gpu_layers=n_gpu_layers, create=True, system=system,
+                          type_k=shape.type_k, type_v=shape.type_v)
     if tui or ctx.info_name == "tui":
-        from tui.app import IkvApp, TuiOptions
+        from tui.app import IkvApp
 
         # the app has its own ways to leave; SIGTERM ends it at once, as it always did
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-        IkvApp(check_name(session) if session else None,
-               TuiOptions(model=model or model_opt, n_ctx=n_ctx, n_threads=threads,
-                          n_gpu_layers=n_gpu_layers, system=system, chat=settings,
-                          type_k=types[0], type_v=types[1])).run()
+        IkvApp(check_name(session) if session else None, options, settings).run()
         return
     interactive = sys.stdin.isatty() and not json_out
     if hasattr(sys.stdin, "reconfigure"):  # bad bytes reach `readable`, not a UnicodeDecodeError
         sys.stdin.reconfigure(errors="surrogateescape")
-    options = OpenOptions(model=model or model_opt, n_ctx=n_ctx, n_threads=threads,
-                          n_gpu_layers=n_gpu_layers, create=True, system=system,
-                          type_k=types[0], type_v=types[1])
     with err.status("loading model and session"):
         s = Session(name, options)
     with s:
@@ -331,12 +331,14 @@ def chat_cmd(
 def _banner(shell: Shell, resumed: bool) -> None:
     from rich.markup import escape
 
+    from ikv_local.fingerprint import model_label
+
     s = shell.session
     fp = s.meta["model"]["fingerprint"]
     m = s.window
     out = shell.out
     what = "resumed" if resumed else "new"
-    out.print(f"[bold]ikv chat[/] · {fp.get('name') or fp['arch']} · window {m.layout.n_ctx:,} "
+    out.print(f"[bold]ikv chat[/] · {model_label(fp)} · window {m.layout.n_ctx:,} "
               f"tokens · {what} session [bold]{s.name}[/]")
     if resumed:
         docs = len(s.meta.get("documents", []))
@@ -344,8 +346,8 @@ def _banner(shell: Shell, resumed: bool) -> None:
                   f"({m.archived:,} archived)[/]")
         last = shell.chat.last
         if last is not None:
-            out.print(f"[dim]last turn {last.n}: you: {escape(_excerpt(last.user, width=70))}\n"
-                      f"  ikv: {escape(_excerpt(last.answer.strip(), width=70))}[/]")
+            out.print(f"[dim]last turn {last.n}: you: {escape(excerpt(last.user, width=70))}\n"
+                      f"  ikv: {escape(excerpt(last.answer.strip(), width=70))}[/]")
     if s.system:
-        out.print(f"[dim]system: {escape(_excerpt(s.system, width=70))}[/]")
+        out.print(f"[dim]system: {escape(excerpt(s.system, width=70))}[/]")
     out.print("[dim]/help for commands · Ctrl-C stops an answer · Ctrl-D leaves[/]")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ikv_local.errors import IkvError
 from ikv_local.files import FILE_MODE, write_atomic
+from ikv_local.fingerprint import model_label
 from ikv_local.history import History
 from ikv_local.session import (
     OpenOptions,
@@ -39,14 +40,14 @@ def export_session(name: str, fmt: str = "md") -> str:
     fp = meta["model"]["fingerprint"]
     if fmt == "json":
         return json.dumps({
-            "session": name, "model": fp.get("name") or fp["arch"],
+            "session": name, "model": model_label(fp),
             "model_path": meta["model"]["path"], "n_ctx": meta["n_ctx"],
             "system": meta.get("system", ""), "documents": meta.get("documents", []),
             "tokens": meta.get("tokens", 0), "archived_tokens": meta.get("archived_tokens", 0),
             "turns": [t.to_dict() for t in history.turns],
         }, ensure_ascii=False, indent=1) + "\n"
     lines = [f"# Session {name}", "",
-             f"- model: {fp.get('name') or fp['arch']} (`{meta['model']['path']}`)",
+             f"- model: {model_label(fp)} (`{meta['model']['path']}`)",
              f"- window: {meta['n_ctx']:,} tokens; {meta.get('tokens', 0):,} tokens in all, "
              f"{meta.get('archived_tokens', 0):,} archived",
              f"- created {meta.get('created', '?')}, updated {meta.get('updated', '?')}"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import llama_cpp
 
@@ -55,3 +57,8 @@ def model_fingerprint(engine: Engine) -> dict[str, object]:
     fp = {"arch": f.arch, "name": f.name, "sha": sha[:16]}
     engine._fingerprint = fp  # type: ignore[attr-defined]
     return fp
+
+
+def model_label(fingerprint: Mapping[str, Any]) -> str:
+    """What people call the model: its own name, or its architecture when the file has none."""
+    return str(fingerprint.get("name") or fingerprint["arch"])

@@ -90,13 +90,18 @@ def cut_position(session: Session, *, before: dt.datetime | None = None,
     return later[0] if later else stream_end
 
 
+def archived_before(session: Session, position: int) -> int:
+    """The archived tokens a prune at `position` forgets: what the user is asked to confirm."""
+    positions = np.asarray(session.archive.records()["position"])  # in stream order
+    return int(np.searchsorted(positions, position, side="left"))
+
+
 def prune(session: Session, position: int) -> PruneResult:
     """Remove every archived token before `position`, and the turns that ended before it."""
     window, archive = session.window, session.archive
     segs = segments(session)
     before = archive.disk_bytes()
-    positions = np.asarray(archive.records()["position"])
-    n = int(np.searchsorted(positions, position, side="left"))
+    n = archived_before(session, position)
     archive_end = window.archived + window.dropped
     in_window = max(0, min(position, window.stream_end) - archive_end)
     if n:

@@ -49,7 +49,7 @@ from ikv_local.engine import Engine, EngineConfig
 from ikv_local.errors import ModelError
 from ikv_local.files import FILE_MODE, private_dir, storage_error
 from ikv_local.filing import Origin
-from ikv_local.fingerprint import model_fingerprint
+from ikv_local.fingerprint import model_fingerprint, model_label
 from ikv_local.history import LOG_NAME, History
 from ikv_local.index import SketchIndex
 from ikv_local.kvcost import bytes_per_token
@@ -183,7 +183,7 @@ class Session:
         if exists and self.meta["model"]["fingerprint"]["sha"] != fp["sha"]:
             made = self.meta["model"]["fingerprint"]
             raise SessionMismatch(
-                f"session {self.name!r} belongs to model {made.get('name') or made['arch']} "
+                f"session {self.name!r} belongs to model {model_label(made)} "
                 f"({made['sha'][:12]}); {path.name} is another model ({fp['sha'][:12]})"
             )
         self.spec: SketchSpec = sketch_spec(self.engine)
@@ -519,7 +519,7 @@ def session_info(name: str) -> SessionInfo:
     try:
         meta = read_meta_file(meta_path)
         fp = meta["model"]["fingerprint"]
-        return SessionInfo(name, fp.get("name") or fp["arch"], int(meta["n_ctx"]),
+        return SessionInfo(name, model_label(fp), int(meta["n_ctx"]),
                            len(meta.get("documents", [])), int(meta.get("tokens", 0)),
                            int(meta.get("archived_tokens", 0)), size, meta.get("updated", ""),
                            int(meta.get("turns", 0)))
@@ -605,3 +605,8 @@ def rename_session(name: str, new: str) -> None:
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def session_exists(name: str) -> bool:
+    """Whether opening `name` resumes a session (it has a session.json) or makes one."""
+    return (sessions_dir() / check_name(name) / META_FILE).is_file()

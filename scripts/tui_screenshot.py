@@ -21,16 +21,16 @@ from long_chat import script  # noqa: E402
 
 from ikv_local.chat import ChatSettings  # noqa: E402
 from ikv_local.sampling import SamplingParams  # noqa: E402
-from tui.app import IkvApp, TuiOptions  # noqa: E402
+from ikv_local.session import OpenOptions  # noqa: E402
+from tui.app import IkvApp  # noqa: E402
 
 SYSTEM = ("A conversation between a user and an assistant. The assistant answers briefly and "
           "remembers everything the user said.")
 
 
 async def shoot(out: Path, turns: int, seed: int) -> None:
-    options = TuiOptions(n_ctx=1024, system=SYSTEM,
-                         chat=ChatSettings(max_tokens=32, params=SamplingParams(seed=seed)))
-    app = IkvApp("trip", options)
+    app = IkvApp("trip", OpenOptions(n_ctx=1024, system=SYSTEM),
+                 ChatSettings(max_tokens=32, params=SamplingParams(seed=seed)))
     async with app.run_test(size=(150, 44)) as pilot:
         async def send(text: str) -> None:
             app.query_one("#input").value = text

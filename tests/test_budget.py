@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ikv_local.budget import plan_for
+from ikv_local.budget import SessionShape, plan_for, plan_session
 from ikv_local.kvcost import bytes_per_token
 from ikv_local.plan import BudgetTooSmall
 from tests.conftest import assert_one_line_error
@@ -62,3 +62,22 @@ def test_a_new_chat_is_planned_from_the_budget(demo_path, ikv_cache):
     assert "plan for 12.0 MiB" in proc.stderr
     turn = json.loads(proc.stdout.splitlines()[0])
     assert turn["turn"] == 1 and turn["session"] == "c"
+
+
+def test_only_a_new_session_with_a_budget_is_planned(demo_path, ikv_cache):
+    from ikv_local.session import OpenOptions, Session
+
+    assert plan_session("fresh", None, None) == SessionShape(2048)
+    assert plan_session("fresh", None, None, n_ctx=1024) == SessionShape(1024)
+    with Session("old", OpenOptions(create=True, n_ctx=512)):
+        pass
+    # an existing session keeps the window and types it was made with: nothing is measured
+    assert plan_session("old", None, 12 * MIB, n_ctx=1024) == SessionShape(1024)
+    shape = plan_session("fresh", None, 12 * MIB)
+    assert shape.plan is not None and shape.plan.budget == 12 * MIB
+    chosen = shape.plan.chosen
+    assert (shape.n_ctx, shape.type_k, shape.type_v) == (chosen.n_ctx, chosen.type_k, chosen.type_v)
+    assert shape.type_k != "f16" and shape.n_ctx > 682  # the same plan `ikv ingest` prints
+    capped = plan_session("fresh", None, 12 * MIB, n_ctx=1024)
+    assert capped.n_ctx == 1024 and capped.plan is not None
+

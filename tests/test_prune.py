@@ -13,7 +13,7 @@ from ikv_local.chat import Chat, ChatSettings
 from ikv_local.errors import IkvError
 from ikv_local.haystack import build
 from ikv_local.ingest import ingest
-from ikv_local.prune import cut_position, parse_date, prune
+from ikv_local.prune import archived_before, cut_position, parse_date, prune
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import OpenOptions, Session
 from tests.conftest import assert_one_line_error
@@ -38,8 +38,11 @@ def test_keep_last_forgets_the_older_document_and_keeps_positions(demo_path, tmp
         recs = s.archive.records()
         b_first = int(recs["position"][np.flatnonzero(recs["segment"] == 1)[0]])
         assert b_start == b_first > 0
+        # what the user is asked to confirm is what the prune forgets
+        assert archived_before(s, 0) == 0 and archived_before(s, end) == before
+        asked = archived_before(s, b_start)
         result = prune(s, b_start)
-        assert result.tokens == int((recs["position"][:before] < b_start).sum()) > 0
+        assert result.tokens == asked == int((recs["position"][:before] < b_start).sum()) > 0
         assert result.documents == 1
         assert s.window.stream_end == end  # positions stay where they were
     with Session("p", OpenOptions()) as s:  # reopens consistent

@@ -119,15 +119,12 @@ def test_piped_chat_across_a_rolled_window(smollm_path):
 async def test_the_tui_on_the_second_model(smollm_path):
     from ikv_local.chat import ChatSettings
     from ikv_local.sampling import SamplingParams
-    from tui.app import IkvApp, TuiOptions
+    from ikv_local.session import OpenOptions
+    from tui.app import IkvApp
     from tui.chat_view import Said
 
-    options = TuiOptions(
-        model=str(smollm_path),
-        n_ctx=512,
-        chat=ChatSettings(max_tokens=16, params=SamplingParams.greedy()),
-    )
-    app = IkvApp("t", options)
+    app = IkvApp("t", OpenOptions(model=str(smollm_path), n_ctx=512),
+                 ChatSettings(max_tokens=16, params=SamplingParams.greedy()))
     async with app.run_test(size=(140, 40)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()

@@ -10,11 +10,13 @@ import pytest
 from ikv_local.chat import ChatSettings
 from ikv_local.haystack import build
 from ikv_local.sampling import SamplingParams
-from tui.app import IkvApp, TuiOptions
+from ikv_local.session import OpenOptions
+from tui.app import IkvApp
 from tui.chat_view import Said
 from tui.memory_map import MapState, cell_kinds, counters, render_map
 
-GREEDY = TuiOptions(n_ctx=512, chat=ChatSettings(max_tokens=16, params=SamplingParams.greedy()))
+SMALL = OpenOptions(n_ctx=512)
+GREEDY = ChatSettings(max_tokens=16, params=SamplingParams.greedy())
 FILLER = build(40, [], [], seed=4).text.split(". ")
 SIZE = (140, 40)
 COUNT = "Count from 1 to 300: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"  # a long answer, greedily
@@ -58,7 +60,7 @@ async def _send(pilot, text: str) -> None:
 
 
 async def test_a_turn_streams_into_the_chat_and_the_memory_view_follows(demo_path):
-    app = IkvApp("t", GREEDY)
+    app = IkvApp("t", SMALL, GREEDY)
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
         assert app.session is not None and app.title == "ikv · t"
@@ -91,8 +93,7 @@ async def test_a_turn_streams_into_the_chat_and_the_memory_view_follows(demo_pat
 
 
 async def test_escape_stops_an_answer(demo_path):
-    options = TuiOptions(n_ctx=512, chat=ChatSettings(max_tokens=400, params=SamplingParams.greedy()))
-    app = IkvApp("t", options)
+    app = IkvApp("t", SMALL, ChatSettings(max_tokens=400, params=SamplingParams.greedy()))
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
         app.query_one("#input").value = COUNT
@@ -109,7 +110,7 @@ async def test_escape_stops_an_answer(demo_path):
 
 
 async def test_sessions_new_rename_delete_and_theme(demo_path, ikv_home):
-    app = IkvApp("first", GREEDY)
+    app = IkvApp("first", SMALL, GREEDY)
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
         await pilot.press("ctrl+n")
@@ -144,7 +145,7 @@ async def test_ingest_a_file_then_ask_about_it(demo_path, tmp_path):
     key = pass_key_needle(9)
     path = tmp_path / "notes.txt"
     path.write_text(build(120, [key], [0.1], seed=9).text)
-    app = IkvApp("doc", GREEDY)
+    app = IkvApp("doc", SMALL, GREEDY)
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
         await pilot.press("ctrl+o")
@@ -163,7 +164,7 @@ async def test_ingest_a_file_then_ask_about_it(demo_path, tmp_path):
 # -- snapshots ---------------------------------------------------------------------------------
 
 def _app(name: str) -> IkvApp:
-    return IkvApp(name, GREEDY)
+    return IkvApp(name, SMALL, GREEDY)
 
 
 async def _steady(pilot) -> None:

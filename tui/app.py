@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from textual.widgets import Footer, Header, ProgressBar
 
 from ikv_local.chat import Chat, ChatSettings, memory, span_origin
 from ikv_local.errors import IkvError
+from ikv_local.fingerprint import model_label
 from ikv_local.session import (OpenOptions, Session, list_sessions, new_session_name,
                                remove_session, rename_session)
 from tui.chat_view import ChatLog, HistoryInput, Said
@@ -27,18 +28,6 @@ from tui.memory_map import MapState, MemoryView
 from tui.sessions import Ask, Confirm, SessionList
 
 FLUSH_SECONDS = 0.05  # streamed text reaches the screen in blocks, not token by token
-
-
-@dataclass(frozen=True)
-class TuiOptions:
-    model: str | None = None
-    n_ctx: int = 2048
-    n_threads: int | None = None
-    n_gpu_layers: int = 0
-    system: str | None = None
-    chat: ChatSettings = field(default_factory=ChatSettings)
-    type_k: str = "f16"  # KV cache types for new sessions (`--kv-budget` plans them)
-    type_v: str = "f16"
 
 
 class IkvApp(App[None]):
@@ -59,9 +48,12 @@ class IkvApp(App[None]):
         Binding("ctrl+q", "quit", "Quit"),
     ]
 
-    def __init__(self, session: str | None = None, options: TuiOptions = TuiOptions()) -> None:
+    def __init__(self, session: str | None = None, options: OpenOptions = OpenOptions(),
+                 settings: ChatSettings = ChatSettings()) -> None:
+        """`options` open every session (its system prompt only the first); `settings` run the chat."""
         super().__init__()
         self.options = options
+        self.settings = settings
         self.first_session = session
         self.session: Session | None = None
         self.chat: Chat | None = None
@@ -111,12 +103,8 @@ class IkvApp(App[None]):
             self.call_from_thread(self._set_busy, True, f"opening {name}…")
             try:
                 self._close()
-                o = self.options
-                self.session = Session(name, OpenOptions(
-                    model=o.model, n_ctx=o.n_ctx, n_threads=o.n_threads,
-                    n_gpu_layers=o.n_gpu_layers, create=create, system=system,
-                    type_k=o.type_k, type_v=o.type_v))
-                self.chat = Chat(self.session, o.chat)
+                self.session = Session(name, replace(self.options, create=create, system=system))
+                self.chat = Chat(self.session, self.settings)
                 state = self._state()
                 turns = list(self.session.history.turns)
             except IkvError as exc:
@@ -129,9 +117,9 @@ class IkvApp(App[None]):
         assert s is not None
         fp = s.meta["model"]["fingerprint"]
         self.title = f"ikv · {s.name}"
-        self.sub_title = (f"{fp.get('name') or fp['arch']} · window {s.window.layout.n_ctx:,} · "
-                          f"temp {self.options.chat.params.temperature:g} · "
-                          f"max {self.options.chat.max_tokens} tokens")
+        self.sub_title = (f"{model_label(fp)} · window {s.window.layout.n_ctx:,} · "
+                          f"temp {self.settings.params.temperature:g} · "
+                          f"max {self.settings.max_tokens} tokens")
         log = self.query_one(ChatLog)
         log.clear()
         if s.system:

@@ -1,5 +1,4 @@
-"""`ikv ingest`, `ikv ask`, `ikv demo`, `ikv bench` as a user runs them: separate processes,
-clear refusals."""
+"""`ikv ingest` and `ikv ask` as a user runs them: separate processes, clear refusals."""
 
 from __future__ import annotations
 
@@ -103,55 +102,6 @@ def test_session_errors(ikv, doc, tmp_path, demo_path):
     assert_one_line_error(run, 7, "another model")
     run = ikv("ingest", str(path), "--session", "bound", "--model", str(other))
     assert_one_line_error(run, 7, "another model")
-
-
-def test_demo_answers_side_by_side(ikv):
-    run = ikv("demo", "--multiple", "3", "-c", "1024", "--json")
-    assert run.returncode == 0, run.stderr
-    got = json.loads(run.stdout)
-    assert got["tokens"] > 2 * 1024 and got["window"] == 1024
-    assert got["ikv"]["correct"], got["ikv"]
-    assert any(got["key"] in s["text"] for s in got["ikv"]["recalled"])
-    assert not got["sliding_window"]["correct"], got["sliding_window"]
-    assert got["hot_kv_bytes"] > 0 and got["full_context_kv_bytes"] > 0
-
-
-def test_bench_passkey_writes_a_receipt(ikv, tmp_path):
-    run = ikv("bench", "passkey", "-c", "1024", "--multiples", "2", "--depths", "0.2",
-              "--full-max", "0", "--out", str(tmp_path), "--json")
-    assert run.returncode == 0, run.stderr
-    receipt = json.loads((tmp_path / "passkey.json").read_text())
-    assert receipt["benchmark"] == "passkey" and receipt["inputs"]["model_sha256"]
-    (row,) = receipt["results"]["summary"]
-    assert row["multiple"] == 2 and row["trials"] == 1
-    assert row["full_context"] is None
-    assert json.loads(run.stdout)["summary"] == receipt["results"]["summary"]
-
-
-def test_sessions_list_show_rename_rm(ikv, book, ikv_home):
-    shutil.copytree(book.home / "sessions" / "book", ikv_home / "sessions" / "book")
-    run = ikv("sessions", "list", "--json")
-    assert run.returncode == 0, run.stderr
-    (info,) = json.loads(run.stdout)
-    assert info["name"] == "book" and info["n_ctx"] == 1024 and info["documents"] == 1
-    assert info["archived_tokens"] > 2000 and info["disk_bytes"] > 104 * info["archived_tokens"]
-    shown = json.loads(ikv("sessions", "show", "book", "--json").stdout)
-    assert Path(shown["documents"][0]["path"]).name == "book.txt"
-    assert "book" in ikv("sessions", "list").stdout
-    assert_one_line_error(ikv("sessions", "rm", "book"), 2, "--yes")  # stdin is not a terminal
-    from ikv_local.session import OpenOptions, Session
-
-    with Session("book", OpenOptions(writable=False)):
-        assert_one_line_error(ikv("sessions", "rm", "book", "--yes"), 7, "in use")
-        assert_one_line_error(ikv("sessions", "rename", "book", "novel"), 7, "in use")
-    assert_one_line_error(ikv("sessions", "rename", "book", "a/b"), 7, "plain names")
-    assert ikv("sessions", "rename", "book", "novel").returncode == 0
-    assert [i["name"] for i in json.loads(ikv("sessions", "list", "--json").stdout)] == ["novel"]
-    assert ikv("sessions", "rename", "novel", "book").returncode == 0
-    assert ikv("sessions", "rm", "book", "--yes").returncode == 0
-    assert not (ikv_home / "sessions" / "book").exists()
-    assert json.loads(ikv("sessions", "list", "--json").stdout) == []
-    assert_one_line_error(ikv("sessions", "show", "book"), 7, "no session named")
 
 
 def test_kill_9_during_ingest_leaves_a_usable_session(ikv, tmp_path, ikv_home, ikv_cache):

@@ -1,0 +1,35 @@
+"""`ikv sessions` as a user runs it: separate processes, clear refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from conftest import assert_one_line_error
+
+
+def test_sessions_list_show_rename_rm(ikv, book, ikv_home):
+    shutil.copytree(book.home / "sessions" / "book", ikv_home / "sessions" / "book")
+    run = ikv("sessions", "list", "--json")
+    assert run.returncode == 0, run.stderr
+    (info,) = json.loads(run.stdout)
+    assert info["name"] == "book" and info["n_ctx"] == 1024 and info["documents"] == 1
+    assert info["archived_tokens"] > 2000 and info["disk_bytes"] > 104 * info["archived_tokens"]
+    shown = json.loads(ikv("sessions", "show", "book", "--json").stdout)
+    assert Path(shown["documents"][0]["path"]).name == "book.txt"
+    assert "book" in ikv("sessions", "list").stdout
+    assert_one_line_error(ikv("sessions", "rm", "book"), 2, "--yes")  # stdin is not a terminal
+    from ikv_local.session import OpenOptions, Session
+
+    with Session("book", OpenOptions(writable=False)):
+        assert_one_line_error(ikv("sessions", "rm", "book", "--yes"), 7, "in use")
+        assert_one_line_error(ikv("sessions", "rename", "book", "novel"), 7, "in use")
+    assert_one_line_error(ikv("sessions", "rename", "book", "a/b"), 7, "plain names")
+    assert ikv("sessions", "rename", "book", "novel").returncode == 0
+    assert [i["name"] for i in json.loads(ikv("sessions", "list", "--json").stdout)] == ["novel"]
+    assert ikv("sessions", "rename", "novel", "book").returncode == 0
+    assert ikv("sessions", "rm", "book", "--yes").returncode == 0
+    assert not (ikv_home / "sessions" / "book").exists()
+    assert json.loads(ikv("sessions", "list", "--json").stdout) == []
+    assert_one_line_error(ikv("sessions", "show", "book"), 7, "no session named")
