@@ -63,7 +63,7 @@ def memory(session: Session) -> Memory:
         n_ctx=layout.n_ctx, sink=layout.sink, slot=window.slot_used, slot_capacity=layout.slot,
         recent=len(window.recent), recent_capacity=layout.recent_capacity,
         archived=window.archived, tokens=window.stream_end, turns=len(session.history),
-        documents=len(session.meta.get("documents", [])), archive_bytes=session.archive_bytes,
+        documents=len(session.meta.documents), archive_bytes=session.archive_bytes,
         window_file_bytes=checkpoint.stat().st_size if checkpoint.exists() else 0,
     )
 

@@ -324,7 +324,7 @@ def chat_cmd(
             else:
                 shell.piped()
         except KeyboardInterrupt as exc:  # every completed turn was checkpointed
-            interrupts.note_kept(exc, int(s.meta.get("tokens", 0)))
+            interrupts.note_kept(exc, s.meta.tokens)
             raise
 
 
@@ -334,14 +334,14 @@ def _banner(shell: Shell, resumed: bool) -> None:
     from ikv_local.fingerprint import model_label
 
     s = shell.session
-    fp = s.meta["model"]["fingerprint"]
+    fp = s.meta.model.fingerprint
     m = s.window
     out = shell.out
     what = "resumed" if resumed else "new"
     out.print(f"[bold]ikv chat[/] · {model_label(fp)} · window {m.layout.n_ctx:,} "
               f"tokens · {what} session [bold]{s.name}[/]")
     if resumed:
-        docs = len(s.meta.get("documents", []))
+        docs = len(s.meta.documents)
         out.print(f"[dim]turns: {len(s.history)}, documents: {docs}, {m.stream_end:,} tokens "
                   f"({m.archived:,} archived)[/]")
         last = shell.chat.last

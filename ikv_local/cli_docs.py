@@ -55,9 +55,9 @@ def run_ingest(session_name: str, paths: list[Path], options: OpenOptions, conso
     except BaseException:
         session.close()
         raise
-    if options.create and session.meta["n_ctx"] != options.n_ctx and ctx_given:
+    if options.create and session.meta.n_ctx != options.n_ctx and ctx_given:
         console.print(f"ikv: note: session {session_name!r} keeps its window of "
-                      f"{session.meta['n_ctx']:,} tokens", markup=False, highlight=False)
+                      f"{session.meta.n_ctx:,} tokens", markup=False, highlight=False)
     with session, _ingest_progress(console) as progress:
         tasks = {str(p): progress.add_task(p.name, total=p.stat().st_size, start=False, tokens=0,
                                            rate=0.0, archived=session.window.archived)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -54,30 +55,31 @@ def sessions_show(name: SessionArg,
     from rich.console import Console
     from rich.table import Table
 
+    from ikv_local.metadata import KvTypes
     from ikv_local.session import read_meta, session_info
 
     info = session_info(name)
-    meta = read_meta(name) if not info.problem else {}
-    docs = meta.get("documents", [])
+    meta = read_meta(name) if not info.problem else None
+    docs = meta.documents if meta else []
+    kv = meta.kv if meta else KvTypes()
     if json_out:
-        print(json.dumps({**info.to_dict(), "model_path": meta.get("model", {}).get("path"),
-                          "layout": meta.get("layout"), "kv": meta.get("kv", {"type_k": "f16", "type_v": "f16"}),
-                          "documents": docs}))
+        print(json.dumps({**info.to_dict(), "model_path": meta.model.path if meta else None,
+                          "layout": meta.layout if meta else None, "kv": asdict(kv),
+                          "documents": [asdict(d) for d in docs]}))
         return
     table = Table(title=f"session {name}", show_header=False)
-    table.add_row("model", f"{info.model} ({meta.get('model', {}).get('path', '?')})")
-    table.add_row("window", f"{info.n_ctx:,} tokens; layout {meta.get('layout')}")
-    kv = meta.get("kv", {})
-    table.add_row("KV cache", f"K {kv.get('type_k', 'f16')} / V {kv.get('type_v', 'f16')}")
+    table.add_row("model", f"{info.model} ({meta.model.path if meta else '?'})")
+    table.add_row("window", f"{info.n_ctx:,} tokens; layout {meta.layout if meta else None}")
+    table.add_row("KV cache", f"K {kv.type_k} / V {kv.type_v}")
     table.add_row("tokens", f"{info.tokens:,} ({info.archived_tokens:,} archived)")
     table.add_row("turns", str(info.turns))
-    if meta.get("system"):
-        table.add_row("system prompt", meta["system"])
+    if meta and meta.system:
+        table.add_row("system prompt", meta.system)
     table.add_row("on disk", format_size(info.disk_bytes))
     table.add_row("updated", info.updated)
     for d in docs:
-        state = "" if d.get("complete") else " (interrupted)"
-        table.add_row("document", f"{d['path']}: {d['tokens']:,} tokens{state}")
+        state = "" if d.complete else " (interrupted)"
+        table.add_row("document", f"{d.path}: {d.tokens:,} tokens{state}")
     if info.problem:
         table.add_row("problem", info.problem)
     Console().print(table)

@@ -10,7 +10,7 @@ import json
 import os
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ikv_local.errors import IkvError
@@ -36,25 +36,25 @@ def export_session(name: str, fmt: str = "md") -> str:
     if fmt == "text":
         return stream_text(name)
     history = History(sessions_dir() / name)
-    history.keep(min(int(meta.get("turns", history.last)), history.last), writable=False)
-    fp = meta["model"]["fingerprint"]
+    history.keep(min(meta.turns, history.last), writable=False)
+    fp = meta.model.fingerprint
     if fmt == "json":
         return json.dumps({
             "session": name, "model": model_label(fp),
-            "model_path": meta["model"]["path"], "n_ctx": meta["n_ctx"],
-            "system": meta.get("system", ""), "documents": meta.get("documents", []),
-            "tokens": meta.get("tokens", 0), "archived_tokens": meta.get("archived_tokens", 0),
+            "model_path": meta.model.path, "n_ctx": meta.n_ctx,
+            "system": meta.system, "documents": [asdict(d) for d in meta.documents],
+            "tokens": meta.tokens, "archived_tokens": meta.archived_tokens,
             "turns": [t.to_dict() for t in history.turns],
         }, ensure_ascii=False, indent=1) + "\n"
     lines = [f"# Session {name}", "",
-             f"- model: {model_label(fp)} (`{meta['model']['path']}`)",
-             f"- window: {meta['n_ctx']:,} tokens; {meta.get('tokens', 0):,} tokens in all, "
-             f"{meta.get('archived_tokens', 0):,} archived",
-             f"- created {meta.get('created', '?')}, updated {meta.get('updated', '?')}"]
-    for d in meta.get("documents", []):
-        lines.append(f"- document `{d['path']}`: {d['tokens']:,} tokens")
-    if meta.get("system"):
-        lines += ["", "## System prompt", "", meta["system"]]
+             f"- model: {model_label(fp)} (`{meta.model.path}`)",
+             f"- window: {meta.n_ctx:,} tokens; {meta.tokens:,} tokens in all, "
+             f"{meta.archived_tokens:,} archived",
+             f"- created {meta.created or '?'}, updated {meta.updated or '?'}"]
+    for d in meta.documents:
+        lines.append(f"- document `{d.path}`: {d.tokens:,} tokens")
+    if meta.system:
+        lines += ["", "## System prompt", "", meta.system]
     for t in history.turns:
         lines += ["", f"## Turn {t.n}", "", f"**You:** {t.user}", "", f"**ikv:** {t.answer.strip()}"]
         if t.recalled:

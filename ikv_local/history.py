@@ -4,6 +4,10 @@ The window and the archive hold every token; this log holds what a person reads 
 turns as shown, what was recalled, timings). It is appended before each checkpoint and the
 checkpoint records how many turns it covers, so a line past that count (a crash between the
 two writes) is cut on the next writable open, and a torn last line is never read as a turn.
+
+Line formats: 1 (this one; lines carry no "format" key). A later format writes its number in
+each line and adds its step to `UPGRADES`; a line from a format newer than this ikv stops the
+open rather than being taken for damage.
 """
 
 from __future__ import annotations
@@ -12,12 +16,17 @@ import hashlib
 import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ikv_local import files
 from ikv_local.files import write_atomic
+from ikv_local.metadata import MetadataError, NewerFormat, build
+
+LOG_FORMAT = 1
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 LOG_NAME = "turns.jsonl"
 
@@ -40,6 +49,22 @@ class Turn:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Any) -> Turn:
+        """A logged turn, every field checked, brought up to LOG_FORMAT."""
+        if not isinstance(data, dict):
+            raise MetadataError("a turn is not a JSON object")
+        version = data.pop("format", 1)
+        if not isinstance(version, int) or version < 1:
+            raise MetadataError(f"format {version!r} is not a format")
+        if version > LOG_FORMAT:
+            raise NewerFormat(f"{LOG_NAME} was written by a newer ikv (line format {version}; "
+                              f"this one reads up to {LOG_FORMAT}); upgrade ikv to open it")
+        while version < LOG_FORMAT:
+            data = UPGRADES[version](data)
+            version = data.pop("format")
+        return build(cls, data, "turn")
+
 
 def _digest(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
@@ -57,8 +82,8 @@ def decode_line(line: bytes) -> Turn | None:
         digest, body = text.rstrip("\n").split(" ", 1)
         if _digest(body) != digest or not text.endswith("\n"):
             return None
-        return Turn(**json.loads(body))
-    except (UnicodeDecodeError, ValueError, TypeError):
+        return Turn.from_dict(json.loads(body))
+    except (UnicodeDecodeError, ValueError, MetadataError):
         return None
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from ikv_local import interrupts
 from ikv_local.errors import IkvError
 from ikv_local.filing import Origin
+from ikv_local.metadata import Document
 from ikv_local.record import Role
 from ikv_local.session import Session
 
@@ -143,11 +144,11 @@ def _read(session: Session, paths: list[Path], sizes: list[int], saved: _Checkpo
     tokens = 0
     for path, size in zip(paths, sizes):
         source = session.archive.source_id(str(path.resolve()))
-        segment = len(session.meta["documents"])
+        segment = len(session.meta.documents)
         origin = Origin(Role.DOCUMENT, source, segment)
-        doc = {"path": str(path.resolve()), "bytes": size, "tokens": 0, "complete": False,
-               "added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        session.meta["documents"].append(doc)  # saved with each checkpoint
+        doc = Document(str(path.resolve()), size,
+                       added=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        session.meta.documents.append(doc)  # saved with each checkpoint
         doc_tokens = 0
         if window.stream_end:
             gap = engine.tokenize(DOCUMENT_GAP)
@@ -166,11 +167,11 @@ def _read(session: Session, paths: list[Path], sizes: list[int], saved: _Checkpo
                                          tokens + doc_tokens, window.archived,
                                          time.perf_counter() - t0))
                 if time.perf_counter() - saved.last > CHECKPOINT_SECONDS:  # within a piece too
-                    doc["tokens"] = doc_tokens
+                    doc.tokens = doc_tokens
                     saved.save(session)
             before = done
         tokens += doc_tokens
-        doc.update(tokens=doc_tokens, complete=True)
+        doc.tokens, doc.complete = doc_tokens, True
         session.index.refresh()
         saved.save(session)
     return IngestResult(session.name, tokens, window.archived, window.cells,

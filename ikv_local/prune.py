@@ -63,12 +63,12 @@ def segments(session: Session) -> list[Segment]:
     end = session.window.archived + session.window.dropped
     out = []
     roles, segs = np.asarray(recs["role"]), np.asarray(recs["segment"])
-    for i, doc in enumerate(session.meta.get("documents", [])):
-        if doc.get("pruned_all"):
+    for i, doc in enumerate(session.meta.documents):
+        if doc.pruned_all:
             continue
         hit = np.flatnonzero((roles == Role.DOCUMENT) & (segs == i))
         start = int(recs["position"][hit[0]]) if len(hit) else end
-        out.append(Segment("document", doc["path"], start, _time(doc.get("added", ""))))
+        out.append(Segment("document", doc.path, start, _time(doc.added)))
     for turn in session.history.turns:
         out.append(Segment("turn", f"turn {turn.n}", turn.start, _time(turn.time)))
     return sorted(out, key=lambda s: s.start)
@@ -111,11 +111,11 @@ def prune(session: Session, position: int) -> PruneResult:
         session.index.rebuild()
     kept_from = int(archive.records()["position"][0]) if len(archive) else archive_end
     ends = [s.start for s in segs[1:]] + [window.stream_end]
-    docs = session.meta.get("documents", [])
+    docs = session.meta.documents
     gone_docs = {s.label for s, end in zip(segs, ends) if s.kind == "document" and end <= kept_from}
     for doc in docs:
-        if doc["path"] in gone_docs:
-            doc["pruned_all"] = True
+        if doc.path in gone_docs:
+            doc.pruned_all = True
     gone = [t.n for t in session.history.turns if t.end <= kept_from]
     if gone:
         session.history.mark_pruned(gone[-1], writable=False)

@@ -26,12 +26,14 @@ from ikv_local.checkpoint import (
     WINDOW_FILE,
     Damaged,
     SessionError,
+    file_format,
     read_meta_file,
     read_window,
     write_meta_file,
 )
 from ikv_local.files import private_dir, write_atomic
 from ikv_local.history import LOG_NAME, History
+from ikv_local.metadata import MetadataError, NewerFormat, SessionMeta, WindowHeader
 from ikv_local.record import ArchiveError, Role
 from ikv_local.session import OpenOptions, Session, check_name, hold_lock, holds_data, sessions_dir
 
@@ -71,29 +73,30 @@ def check(name: str) -> CheckReport:
     """Every file of a session, verified; nothing is changed."""
     folder = _folder(name)
     report = CheckReport(name)
-    meta: dict[str, Any] | None = None
+    meta: SessionMeta | None = None
     try:
         meta = read_meta_file(folder / META_FILE)
-        report.add(META_FILE, None, f"format {meta.get('format', 1)}, checksum "
-                   + ("verified" if meta.get("sha256") else "absent (format 1)"))
+        version = file_format(folder / META_FILE)
+        report.add(META_FILE, None, f"format {version}, checksum "
+                   + ("verified" if version >= 2 else "absent (format 1)"))
     except FileNotFoundError:
         report.add(META_FILE, "missing")
-    except Damaged as exc:
+    except (Damaged, NewerFormat) as exc:
         report.add(META_FILE, str(exc))
-    saved: dict[str, Any] | None = None
+    saved: WindowHeader | None = None
     try:
         checkpoint = read_window(folder)
         if checkpoint is None:
             report.add(WINDOW_FILE, "missing")
         else:
             saved = checkpoint[0]
-            report.add(WINDOW_FILE, None, f"checksum verified; {len(saved['recent']['tokens']):,} "
+            report.add(WINDOW_FILE, None, f"checksum verified; {len(saved.recent['tokens']):,} "
                        "recent tokens")
-    except Damaged as exc:
+    except (Damaged, NewerFormat) as exc:
         report.add(WINDOW_FILE, str(exc))
-    basis = saved or (meta or {}).get("window")
+    basis = saved or (meta.window if meta else None)
     if meta is not None and saved is not None:
-        behind = any(meta.get(k) != v for k, v in _counts(saved).items())
+        behind = any(getattr(meta, k) != v for k, v in _counts(saved).items())
         report.add("agreement", _disagreement(meta, saved),
                    "session.json is a checkpoint behind window.bin (a save was interrupted); "
                    "the next open brings it up to date" if behind
@@ -103,45 +106,41 @@ def check(name: str) -> CheckReport:
     return report
 
 
-def _counts(window: dict[str, Any]) -> dict[str, int]:
+def _counts(window: WindowHeader) -> dict[str, int]:
     """What session.json's counts must be for a checkpoint with this bookkeeping."""
-    recent = len(window["recent"]["tokens"])
-    return {"archived_tokens": int(window["archived"]), "turns": int(window.get("turns", 0)),
-            "tokens": int(window["archived"]) + int(window["dropped"]) + recent}
+    return {"archived_tokens": window.archived, "turns": window.turns or 0,
+            "tokens": window.tokens}
 
 
-def _disagreement(meta: dict[str, Any], saved: dict[str, Any]) -> str | None:
+def _disagreement(meta: SessionMeta, saved: WindowHeader) -> str | None:
     """session.json must match its own copy of the window, and be the checkpoint's or the one
     before it (a save interrupted between its two files)."""
-    own = meta.get("window")
-    if own is not None:
-        off = [f"{k} {meta.get(k)!r} (its window copy: {v})" for k, v in _counts(own).items()
-               if meta.get(k) != v]
+    if meta.window is not None:
+        off = [f"{k} {getattr(meta, k)!r} (its window copy: {v})"
+               for k, v in _counts(meta.window).items() if getattr(meta, k) != v]
         if off:
             return "session.json disagrees with itself: " + ", ".join(off)
     want = _counts(saved)
     ahead = [k for k in ("tokens", "turns")  # only these grow always (a prune cuts archived_tokens)
-             if meta.get(k) is not None and meta[k] > want[k]]
+             if getattr(meta, k) > want[k]]
     if ahead:
         return ("session.json is ahead of the checkpoint: "
-                + ", ".join(f"{k} {meta[k]} > {want[k]}" for k in ahead))
+                + ", ".join(f"{k} {getattr(meta, k)} > {want[k]}" for k in ahead))
     return None
 
 
-def _committed(basis: dict[str, Any] | None) -> int | None:
-    if not basis:
-        return None
-    return int(basis.get("archived", 0)) + int(basis.get("pruned", 0))
+def _committed(basis: WindowHeader | None) -> int | None:
+    return basis.committed if basis else None
 
 
-def _archive(folder: Path, basis: dict[str, Any] | None) -> Archive:
+def _archive(folder: Path, basis: WindowHeader | None) -> Archive:
     """The archive read-only, as the checkpoint committed it (what was found goes in reports)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return Archive(folder / "archive", writable=False, committed_total=_committed(basis))
 
 
-def _check_archive(folder: Path, basis: dict[str, Any] | None, report: CheckReport) -> None:
+def _check_archive(folder: Path, basis: WindowHeader | None, report: CheckReport) -> None:
     if not (folder / "archive" / RECORDS_FILE).exists():
         report.add("archive", "missing" if _committed(basis) else None, "empty")
         return
@@ -165,7 +164,7 @@ def _check_archive(folder: Path, basis: dict[str, Any] | None, report: CheckRepo
     except ArchiveError as exc:
         report.add("sources", str(exc))
         return
-    kept = (basis or {}).get("sources")
+    kept = basis.sources if basis else None
     used = int(np.max(archive.records()["source"])) + 1 if len(archive) else 0
     if kept is not None and names[: len(kept)] != kept:
         report.add("sources", f"{SOURCES_FILE} disagrees with the checkpoint's copy")
@@ -175,9 +174,9 @@ def _check_archive(folder: Path, basis: dict[str, Any] | None, report: CheckRepo
         report.add("sources", None, f"{len(names)} sources")
 
 
-def _check_turns(folder: Path, basis: dict[str, Any] | None, report: CheckReport) -> None:
+def _check_turns(folder: Path, basis: WindowHeader | None, report: CheckReport) -> None:
     history = History(folder)
-    want = int((basis or {}).get("turns", history.last))
+    want = basis.turns if basis and basis.turns is not None else history.last
     history.keep(min(want, history.last), writable=False)  # lines past it are an unsaved tail
     problems = []
     if history.damaged:
@@ -256,15 +255,20 @@ def _repair_files(folder: Path, name: str, aside: Path, report: RepairReport) ->
     try:
         meta = read_meta_file(meta_path)
     except (FileNotFoundError, Damaged) as exc:
-        if saved is None or "session" not in saved:
+        if saved is None or saved.session is None:
             raise SessionError(f"session {name!r}: {META_FILE} is lost and the window checkpoint "
                                "holds no copy of it; nothing to rebuild it from") from None
+        try:
+            meta = SessionMeta.from_dict({**saved.session, "name": name})
+        except MetadataError as bad:
+            raise SessionError(f"session {name!r}: {META_FILE} is lost and the window "
+                               f"checkpoint's copy of it is unusable ({bad})") from None
         if meta_path.exists():
             _set_aside(meta_path, aside, report, str(exc))
-        meta = {**saved["session"], "name": name}
+        meta.window = saved.copy()
         report.actions.append(f"restored {META_FILE} from the window checkpoint's copy")
         write_meta_file(meta_path, meta)
-    basis = saved or meta.get("window")
+    basis = saved or meta.window
     if basis is None and not (folder / WINDOW_FILE).exists():
         report.lost.append("the window's recent tokens: no checkpoint and no copy of it (a session "
                            "from before format 2); the window restarts after the archive")
@@ -273,12 +277,12 @@ def _repair_files(folder: Path, name: str, aside: Path, report: RepairReport) ->
     _repair_records(folder, basis, aside, report)
 
 
-def _repair_sources(folder: Path, meta: dict[str, Any], basis: dict[str, Any] | None,
+def _repair_sources(folder: Path, meta: SessionMeta, basis: WindowHeader | None,
                     aside: Path, report: RepairReport) -> None:
     if not (folder / "archive" / RECORDS_FILE).exists():
         return
     archive = _archive(folder, basis)
-    kept = (basis or {}).get("sources")
+    kept = basis.sources if basis else None
     path = folder / "archive" / SOURCES_FILE
     try:
         names = archive.sources()
@@ -291,7 +295,7 @@ def _repair_sources(folder: Path, meta: dict[str, Any], basis: dict[str, Any] | 
         _set_aside(path, aside, report, why)
     if kept is None:  # no copy: each record says whether it was a document's or the chat's
         recs = archive.records()
-        docs = [d["path"] for d in meta.get("documents", [])]
+        docs = [d.path for d in meta.documents]
         found: dict[int, str] = {}
         for sid, role, seg in zip(recs["source"], recs["role"], recs["segment"]):
             if int(sid) not in found:
@@ -315,7 +319,7 @@ def _repair_turns(folder: Path, aside: Path, report: RepairReport) -> None:
                        "and window)")
 
 
-def _repair_records(folder: Path, basis: dict[str, Any] | None, aside: Path,
+def _repair_records(folder: Path, basis: WindowHeader | None, aside: Path,
                     report: RepairReport) -> None:
     if not (folder / "archive" / RECORDS_FILE).exists():
         return

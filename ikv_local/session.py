@@ -25,7 +25,7 @@ import re
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,9 @@ from ikv_local.checkpoint import (
     WINDOW_FILE,
     Damaged,
     SessionError,
-    meta_copy,
     read_meta_file,
     read_window,
     repair_hint,
-    window_copy,
     write_meta_file,
     write_window,
 )
@@ -53,12 +51,21 @@ from ikv_local.fingerprint import model_fingerprint, model_label
 from ikv_local.history import LOG_NAME, History
 from ikv_local.index import SketchIndex
 from ikv_local.kvcost import bytes_per_token
+from ikv_local.metadata import (
+    KvTypes,
+    MetadataError,
+    ModelRef,
+    NewerFormat,
+    SessionMeta,
+    WindowHeader,
+)
 from ikv_local.model_file import resolve_model
 from ikv_local.paths import data_dir
 from ikv_local.record import ArchiveFormatError, Role
+from ikv_local.sequences import N_SEQ
 from ikv_local.sketch import SketchSpec
 from ikv_local.support import check as check_memory
-from ikv_local.window import N_SEQ, Layout, Window, WindowTooSmall
+from ikv_local.window import Layout, Window, WindowTooSmall
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -132,7 +139,8 @@ class Session:
                 if not options.create or holds_data(self.folder):
                     raise _not_found(self.folder, name)
                 made = True
-            self.meta: dict[str, Any] = self._read_meta(meta_path) if exists else {}
+            if exists:
+                self.meta: SessionMeta = self._read_meta(meta_path)
             self._load(exists)
         except BaseException:
             if made and self._lock_fd is not None and not meta_path.exists():
@@ -140,18 +148,70 @@ class Session:
             self.close()
             raise
 
-    def _read_meta(self, path: Path) -> dict[str, Any]:
+    def _read_meta(self, path: Path) -> SessionMeta:
         try:
             return read_meta_file(path)
         except Damaged as exc:
             raise Damaged(f"session {self.name!r}: {exc}; {repair_hint(self.name)}") from None
+        except NewerFormat as exc:
+            raise NewerFormat(f"session {self.name!r}: {exc}") from None
 
     # -- opening -----------------------------------------------------------------
 
-    def _model_path(self, exists: bool) -> Path:
-        if self.options.model is not None or not exists:
+    def _load(self, exists: bool) -> None:
+        self._resume() if exists else self._create()
+        self.index = SketchIndex(self.archive)
+        opts = self.options
+        if opts.writable and opts.system is not None and opts.system != self.system:
+            self.set_system(opts.system)
+        if opts.writable and not exists:
+            self.save()
+
+    def _create(self) -> None:
+        """A new session: the options' window size and cache types, an empty archive."""
+        opts = self.options
+        kv = KvTypes(opts.type_k, opts.type_v)
+        path = resolve_model(opts.model)
+        fp = self._start_engine(path, opts.n_ctx, kv, made=None)
+        self._open_archive(fp, None, exists=False)
+        self.history = History(self.folder)
+        self.history.keep(0, writable=opts.writable)
+        self.system = opts.system or ""
+        sink = self._sink(self.system)
+        layout = Layout.plan(opts.n_ctx, len(sink), slot=opts.slot)
+        self.meta = SessionMeta(self.name, ModelRef(str(path.resolve()), fp), opts.n_ctx,
+                                layout.to_dict(), [], kv, created=_now(), updated=_now())
+        self.window = self._window(layout)
+        self.window.start(sink)
+
+    def _resume(self) -> None:
+        """A session as its last checkpoint left it; repairing a lost checkpoint, as
+        session.json's copy of it says."""
+        checkpoint = self._read_checkpoint()
+        if checkpoint is None and not (self.options.rebuild and self.options.writable):
+            raise Damaged(f"session {self.name!r} has lost its window checkpoint ({WINDOW_FILE}); "
+                          f"{repair_hint(self.name)}")
+        if checkpoint is not None and checkpoint[0].session is not None:
+            self._adopt_copy(checkpoint[0])
+        saved = checkpoint[0] if checkpoint else self.meta.window
+        path = self._model_path()
+        fp = self._start_engine(path, self.meta.n_ctx, self.meta.kv, self.meta.model.fingerprint)
+        self._open_archive(fp, saved, exists=True)
+        self.history = History(self.folder)
+        self.system = (saved.system if saved else None) or self.meta.system
+        self.window = self._window(Layout(**(saved.layout if saved else self.meta.layout)))
+        if checkpoint is not None:
+            self.window.restore(checkpoint[0].to_dict(), checkpoint[1])
+        else:
+            self._decode_lost_window(saved)
+        self._catch_up_prune(saved)
+        turns = saved.turns if saved else None
+        self._reconcile(self.history.last if turns is None else turns)
+
+    def _model_path(self) -> Path:
+        if self.options.model is not None:
             return resolve_model(self.options.model)
-        path = Path(self.meta["model"]["path"])
+        path = Path(self.meta.model.path)
         if not path.is_file():
             raise ModelError(
                 f"session {self.name!r} was made with {path}, which is gone; "
@@ -159,91 +219,54 @@ class Session:
             )
         return path
 
-    def _load(self, exists: bool) -> None:
+    def _start_engine(self, path: Path, n_ctx: int, kv: KvTypes,
+                      made: dict[str, Any] | None) -> dict[str, Any]:
+        """The engine, checked against the model the session was `made` with; then the
+        model's sketch. A model seen for the first time is calibrated here, in a second
+        engine as large as calibration needs (see calibrate)."""
         opts = self.options
-        checkpoint = self._read_checkpoint() if exists else None
-        if checkpoint is not None and "session" in checkpoint[0]:
-            self._adopt_copy(checkpoint[0])
-        copy = self.meta.get("window") if exists and checkpoint is None else None
-        if exists and checkpoint is None and not (opts.rebuild and opts.writable):
-            raise Damaged(f"session {self.name!r} has lost its window checkpoint ({WINDOW_FILE}); "
-                          f"{repair_hint(self.name)}")
-        saved = checkpoint[0] if checkpoint else copy or {}
-        n_ctx = int(self.meta["n_ctx"]) if exists else opts.n_ctx
-        kv = self.meta.get("kv", {}) if exists else {"type_k": opts.type_k, "type_v": opts.type_v}
-        type_k, type_v = kv.get("type_k", "f16"), kv.get("type_v", "f16")
-        path = self._model_path(exists)
         self.engine = Engine(path, EngineConfig(n_ctx=n_ctx, n_seq_max=N_SEQ,
                                                 n_threads=opts.n_threads,
                                                 n_gpu_layers=opts.n_gpu_layers,
-                                                type_k=type_k, type_v=type_v,
-                                                flash_attn=True if type_v != "f16" else None))
+                                                type_k=kv.type_k, type_v=kv.type_v,
+                                                flash_attn=True if kv.type_v != "f16" else None))
         check_memory(self.engine.facts)
         fp = model_fingerprint(self.engine)
-        if exists and self.meta["model"]["fingerprint"]["sha"] != fp["sha"]:
-            made = self.meta["model"]["fingerprint"]
+        if made is not None and made["sha"] != fp["sha"]:
             raise SessionMismatch(
                 f"session {self.name!r} belongs to model {model_label(made)} "
                 f"({made['sha'][:12]}); {path.name} is another model ({fp['sha'][:12]})"
             )
         self.spec: SketchSpec = sketch_spec(self.engine)
         self.chat_format = self.engine.chat_format()
-        self._open_archive(fp, saved, exists)
-        self.history = History(self.folder)
-        if not exists:
-            self.system = opts.system or ""
-            sink = self._sink(self.system)
-            layout = Layout.plan(n_ctx, len(sink), slot=opts.slot)
-        else:
-            self.system = saved.get("system", self.meta.get("system", ""))
-            layout = Layout(**saved.get("layout", self.meta["layout"]))
-        if not exists:
-            self.meta = {
-                "name": self.name,
-                "model": {"path": str(path.resolve()), "fingerprint": fp},
-                "n_ctx": n_ctx,
-                "kv": {"type_k": type_k, "type_v": type_v},
-                "layout": layout.to_dict(),
-                "documents": [],
-                "created": _now(),
-                "updated": _now(),
-            }
-        self.window = Window(self.engine, layout, self.archive if opts.writable else None, self.spec)
-        if checkpoint is not None:
-            self.window.restore(*checkpoint)
-        elif exists:
-            self._decode_lost_window(saved)
-        else:
-            self.window.start(sink)
-        if exists:
-            self._catch_up_prune(saved)
-            self._reconcile(int(saved.get("turns", self.history.last)))
-        else:
-            self.history.keep(0, writable=opts.writable)
-        self.index = SketchIndex(self.archive)
-        if opts.writable and opts.system is not None and opts.system != self.system:
-            self.set_system(opts.system)
-        if opts.writable and not exists:
-            self.save()
+        return fp
 
-    def _adopt_copy(self, saved: dict[str, Any]) -> None:
+    def _window(self, layout: Layout) -> Window:
+        return Window(self.engine, layout, self.archive if self.options.writable else None,
+                      self.spec)
+
+    def _adopt_copy(self, saved: WindowHeader) -> None:
         """The checkpoint's copy of the metadata is the latest: session.json is written after
         window.bin, so a crash between the two leaves session.json a checkpoint behind."""
-        copy = {**saved["session"], "name": self.name}
-        plain = lambda m: {k: v for k, v in m.items() if k not in ("window", "sha256", "format")}  # noqa: E731
-        if plain(self.meta) == plain(copy):
+        assert saved.session is not None
+        try:
+            copy = SessionMeta.from_dict({**saved.session, "name": self.name})
+        except (MetadataError, NewerFormat) as exc:
+            raise Damaged(f"session {self.name!r}: {WINDOW_FILE}'s copy of {META_FILE}: {exc}; "
+                          f"{repair_hint(self.name)}") from None
+        if replace(copy, window=None) == replace(self.meta, window=None):
             return
-        copy["window"] = window_copy(saved)
+        copy.window = saved.copy()
         self.meta = copy
         if self.options.writable:
             write_meta_file(self.folder / META_FILE, self.meta)
 
-    def _open_archive(self, fp: dict[str, Any], saved: dict[str, Any], exists: bool) -> None:
+    def _open_archive(self, fp: dict[str, Any], saved: WindowHeader | None, exists: bool) -> None:
         """The archive as the last checkpoint committed it, its sources checked against it."""
         meta = {"model_fingerprint": fp, "sketch": self.spec.to_dict()}
         committed: int | None = 0
         if saved:
-            committed = int(saved.get("archived", 0)) + int(saved.get("pruned", 0))
+            committed = saved.committed
         elif exists:
             committed = None  # repair of a format-1 session: no count to go by, keep what verifies
         folder = self.folder / "archive"
@@ -273,22 +296,28 @@ class Session:
             names = self.archive.sources()
         except ArchiveFormatError as exc:
             raise Damaged(f"session {self.name!r}: {exc}; {repair_hint(self.name)}") from None
-        kept = saved.get("sources")
+        kept = saved.sources if saved else None
         if kept is not None and names[: len(kept)] != kept and not self.options.rebuild:
             raise Damaged(f"session {self.name!r}: {SOURCES_FILE} disagrees with the last "
                           f"checkpoint; {repair_hint(self.name)}")
 
-    def _decode_lost_window(self, copy: dict[str, Any]) -> None:
+    def _decode_lost_window(self, copy: WindowHeader | None) -> None:
         """Repair: the window decoded again from the token ids session.json keeps."""
         window = self.window
         window.start(self._sink(self.system))
-        recent = copy.get("recent", {"tokens": [], "roles": [], "sources": [], "segments": []})
         lost = self.archive.report.missing
-        window.archived = int(copy.get("archived", len(self.archive))) - lost
-        window.dropped = int(copy.get("dropped", 0)) + lost
-        if "archived" not in copy and len(self.archive):  # no copy: the records say where
-            window.dropped = int(self.archive.records()["position"][-1]) + 1 - len(self.archive)
-        window.previous_token = copy.get("previous_token")
+        if copy is None:  # no copy (a format-1 session): the records say where the window was
+            recent: dict[str, list[int]] = {"tokens": [], "roles": [], "sources": [],
+                                            "segments": []}
+            window.archived = len(self.archive) - lost
+            window.dropped = lost
+            if len(self.archive):
+                window.dropped = int(self.archive.records()["position"][-1]) + 1 - len(self.archive)
+        else:
+            recent = copy.recent
+            window.archived = copy.archived - lost
+            window.dropped = copy.dropped + lost
+            window.previous_token = copy.previous_token
         tokens = recent["tokens"]
         start = 0
         for i in range(1, len(tokens) + 1):
@@ -305,20 +334,22 @@ class Session:
         bos = [self.engine.bos] if self.engine.add_bos else []
         return bos + self.engine.tokenize(self.chat_format.system(system), special=True)
 
-    def _read_checkpoint(self) -> tuple[dict[str, Any], bytes] | None:
+    def _read_checkpoint(self) -> tuple[WindowHeader, bytes] | None:
         try:
             return read_window(self.folder)
         except Damaged as exc:
             if self.options.rebuild and self.options.writable:
                 return None
             raise Damaged(f"session {self.name!r}: {exc}; {repair_hint(self.name)}") from None
+        except NewerFormat as exc:
+            raise NewerFormat(f"session {self.name!r}: {exc}") from None
 
     def restore_window(self) -> None:
         """Put the window back as the last checkpoint left it."""
         checkpoint = self._read_checkpoint()
         if checkpoint is None:
             raise SessionError(f"session {self.name!r} has no saved window")
-        self.window.restore(*checkpoint)
+        self.window.restore(checkpoint[0].to_dict(), checkpoint[1])
 
     def rollback(self) -> None:
         """Back to the last checkpoint: the window as saved, records filed since then cut."""
@@ -327,13 +358,13 @@ class Session:
             self.archive.truncate(self.window.archived)
             self.index.refresh()
 
-    def _catch_up_prune(self, saved: dict[str, Any]) -> None:
+    def _catch_up_prune(self, saved: WindowHeader | None) -> None:
         """A prune that rewrote the archive but stopped before the checkpoint: finish it here."""
-        lag = self.archive.pruned - int(saved.get("pruned", 0))
+        lag = self.archive.pruned - (saved.pruned if saved else 0)
         if lag > 0:
             self.window.archived -= lag
             self.window.dropped += lag
-        self.history.mark_pruned(int(saved.get("turns_pruned", 0)), writable=self.options.writable)
+        self.history.mark_pruned(saved.turns_pruned if saved else 0, writable=self.options.writable)
 
     def _reconcile(self, turns: int) -> None:
         """Cut turns past the checkpoint; fewer than it expects is damage."""
@@ -359,7 +390,7 @@ class Session:
                                  f"this session's {n_ctx:,}-token window for the conversation") from None
         self.window = self.window.rebuilt(sink, layout)
         self.system = text
-        self.meta["layout"] = layout.to_dict()
+        self.meta.layout = layout.to_dict()
 
     # -- saving ------------------------------------------------------------------
 
@@ -367,19 +398,20 @@ class Session:
         """A checkpoint: the window's state, then the metadata (each replaced atomically)."""
         if not self.options.writable:
             raise SessionError("this session was opened read-only")
-        self.meta["updated"] = _now()
-        self.meta["tokens"] = self.window.stream_end
-        self.meta["archived_tokens"] = self.window.archived
-        self.meta["turns"] = self.history.last
-        self.meta["turns_pruned"] = self.history.pruned
-        self.meta["system"] = self.system
-        wmeta, state = self.window.snapshot()
-        wmeta = {**wmeta, "turns": self.history.last, "turns_pruned": self.history.pruned,
-                 "pruned": self.archive.pruned, "system": self.system,
-                 "session": meta_copy(self.meta), "sources": self.archive.sources()}
-        write_window(self.folder, wmeta, state)
-        self.meta["window"] = window_copy(wmeta)
-        write_meta_file(self.folder / META_FILE, self.meta)
+        meta = self.meta
+        meta.updated = _now()
+        meta.tokens = self.window.stream_end
+        meta.archived_tokens = self.window.archived
+        meta.turns = self.history.last
+        meta.turns_pruned = self.history.pruned
+        meta.system = self.system
+        snapshot, state = self.window.snapshot()
+        header = WindowHeader(**snapshot, turns=self.history.last, turns_pruned=self.history.pruned,
+                              pruned=self.archive.pruned, system=self.system,
+                              session=meta.copy(), sources=self.archive.sources())
+        write_window(self.folder, header, state)
+        meta.window = header.copy()
+        write_meta_file(self.folder / META_FILE, meta)
 
     # -- reading -----------------------------------------------------------------
 
@@ -518,12 +550,12 @@ def session_info(name: str) -> SessionInfo:
     size = _size(folder)
     try:
         meta = read_meta_file(meta_path)
-        fp = meta["model"]["fingerprint"]
-        return SessionInfo(name, model_label(fp), int(meta["n_ctx"]),
-                           len(meta.get("documents", [])), int(meta.get("tokens", 0)),
-                           int(meta.get("archived_tokens", 0)), size, meta.get("updated", ""),
-                           int(meta.get("turns", 0)))
-    except (Damaged, OSError, ValueError, KeyError, TypeError) as exc:
+        fp = meta.model.fingerprint
+        return SessionInfo(name, model_label(fp), meta.n_ctx, len(meta.documents),
+                           meta.tokens, meta.archived_tokens, size, meta.updated, meta.turns)
+    except NewerFormat as exc:
+        return SessionInfo(name, "?", 0, 0, 0, 0, size, "", 0, str(exc))
+    except (Damaged, OSError, KeyError) as exc:
         return SessionInfo(name, "?", 0, 0, 0, 0, size, "", 0,
                            f"damaged {META_FILE} ({exc}); {repair_hint(name)}")
 
@@ -534,17 +566,15 @@ def committed_records(name: str) -> int | None:
         checkpoint = read_window(sessions_dir() / name)
     except Damaged:
         checkpoint = None
-    saved = checkpoint[0] if checkpoint else read_meta(name).get("window")
-    if not saved:
-        return None
-    return int(saved.get("archived", 0)) + int(saved.get("pruned", 0))
+    saved = checkpoint[0] if checkpoint else read_meta(name).window
+    return saved.committed if saved else None
 
 
 def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def read_meta(name: str) -> dict[str, Any]:
+def read_meta(name: str) -> SessionMeta:
     """A session's session.json, checked, without loading a model."""
     folder = sessions_dir() / check_name(name)
     if not (folder / META_FILE).is_file():
@@ -599,7 +629,7 @@ def rename_session(name: str, new: str) -> None:
     fd = hold_lock(folder, name, exclusive=True)
     try:
         meta = read_meta(name)
-        meta["name"] = new
+        meta.name = new
         write_meta_file(folder / META_FILE, meta)
         files.rename(folder, target)
     finally:

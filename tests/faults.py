@@ -115,14 +115,14 @@ class Snapshot:
     def of(cls, folder: Path) -> Snapshot:
         from ikv_local.checkpoint import read_window
 
-        meta, _ = read_window(folder)  # type: ignore[misc]
+        header, _ = read_window(folder)  # type: ignore[misc]
         path = folder / "archive" / "records.ikv"
         data = path.read_bytes() if path.exists() else b""
         head = header_size(data[:64]) if data else 0
-        body = data[head : head + int(meta["archived"]) * RECORD_SIZE]
+        body = data[head : head + header.archived * RECORD_SIZE]
         log = folder / "turns.jsonl"
         lines = log.read_bytes().splitlines(keepends=True) if log.exists() else []
-        n = int(meta.get("turns", 0)) - int(meta.get("turns_pruned", 0))
+        n = (header.turns or 0) - header.turns_pruned
         return cls(body, b"".join(lines[:n]))
 
 

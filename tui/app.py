@@ -115,7 +115,7 @@ class IkvApp(App[None]):
     def _opened(self, state: MapState, turns: list[Any]) -> None:
         s = self.session
         assert s is not None
-        fp = s.meta["model"]["fingerprint"]
+        fp = s.meta.model.fingerprint
         self.title = f"ikv · {s.name}"
         self.sub_title = (f"{model_label(fp)} · window {s.window.layout.n_ctx:,} · "
                           f"temp {self.settings.params.temperature:g} · "
@@ -124,8 +124,8 @@ class IkvApp(App[None]):
         log.clear()
         if s.system:
             log.note(f"system: {s.system}")
-        for d in s.meta.get("documents", []):
-            log.note(f"document {Path(d['path']).name}: {d['tokens']:,} tokens")
+        for d in s.meta.documents:
+            log.note(f"document {Path(d.path).name}: {d.tokens:,} tokens")
         for t in turns[-50:]:
             log.say("user", t.user)
             log.say("assistant", t.answer.strip())
