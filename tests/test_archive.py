@@ -17,6 +17,7 @@ import pytest
 from ikv_local.archive import Archive, ArchiveWarning
 from ikv_local.record import (
     RECORD_SIZE,
+    ArchiveError,
     ArchiveFormatError,
     ArchiveMismatchError,
     encode,
@@ -163,7 +164,7 @@ def test_truncate_keeps_the_first_records_and_survives_reopening(tmp_path):
     assert again.records()["position"].tolist() == list(range(120))
     again.append(batch(120, 5))
     assert Archive(tmp_path).records()["position"].tolist() == list(range(125))
-    with pytest.raises(Exception, match="cannot keep"):
+    with pytest.raises(ArchiveError, match="cannot keep"):
         again.truncate(500)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from ikv_local.archive import Archive
 from ikv_local.calibrate import sketch_spec
 from ikv_local.engine import Engine, EngineConfig
+from ikv_local.errors import EngineError
 from ikv_local.filing import Origin
 from ikv_local.fingerprint import model_fingerprint
 from ikv_local.haystack import build, pass_key_needle
@@ -39,8 +42,8 @@ def engine3(demo_path):
 
 
 @pytest.fixture(scope="module")
-def rolled(engine3, tmp_path_factory):
-    """One rolled window shared by the tests below, in order; each leaves it usable."""
+def rolled_once(engine3, tmp_path_factory):
+    """A window rolled several times, kept as its checkpoint (rolling it is the slow part)."""
     spec = sketch_spec(engine3)
     archive = Archive.create(tmp_path_factory.mktemp("window") / "a", {"model_fingerprint": model_fingerprint(engine3),
                                               "sketch": spec.to_dict()})
@@ -51,6 +54,16 @@ def rolled(engine3, tmp_path_factory):
     tokens = engine3.tokenize(text)
     for start in range(0, len(tokens), 300):  # uneven pieces, as ingest sends them
         window.append(tokens[start : start + 300], Origin(Role.DOCUMENT, 0, 0))
+    meta, state = window.snapshot()
+    return json.loads(json.dumps(meta)), state, archive, tokens
+
+
+@pytest.fixture
+def rolled(rolled_once, engine3):
+    """Each test gets the rolled window afresh from its checkpoint, whatever ran before it."""
+    meta, state, archive, tokens = rolled_once
+    window = Window(engine3, Layout(**meta["layout"]), archive, sketch_spec(engine3))
+    window.restore(json.loads(json.dumps(meta)), state)
     return window, archive, tokens
 
 
@@ -90,7 +103,7 @@ def test_the_slot_is_filled_beside_recent_tokens_and_cleared(rolled):
     assert eng.seq_pos_range(2) == (-1, -1)  # the recall sequence is left empty
     window.clear_slot()
     assert window.slot_used == 0
-    with pytest.raises(Exception, match="recall slot"):
+    with pytest.raises(EngineError, match="recall slot"):
         window.fill_slot([eng.bos] * (window.layout.slot + 1))
 
 
