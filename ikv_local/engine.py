@@ -12,7 +12,7 @@ import ctypes
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import llama_cpp
@@ -109,8 +109,52 @@ def _load_model(path: Path, n_gpu_layers: int) -> tuple[ctypes.c_void_p, list[st
     raise ModelError(f"llama.cpp could not load {path}: {error or 'no reason given'}")
 
 
+@dataclass
+class _Loaded:
+    model: ctypes.c_void_p
+    log: list[str]
+    users: int = 0
+    shared: dict[str, object] = field(default_factory=dict)  # per-model results (fingerprint)
+
+
+_MODELS: dict[tuple[str, int, int, int], _Loaded] = {}
+IDLE_MODELS = 1  # loaded models kept for the next Engine after their last one closes
+
+
+def _model_key(path: Path, n_gpu_layers: int) -> tuple[str, int, int, int]:
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns, n_gpu_layers
+
+
+def _acquire(path: Path, n_gpu_layers: int) -> _Loaded:
+    """The model, loaded once per process: sessions, calibration and tests that open it
+    again get the same weights and only build a new context."""
+    key = _model_key(path, n_gpu_layers)
+    loaded = _MODELS.pop(key, None)
+    if loaded is None:
+        model, log = _load_model(path, n_gpu_layers)
+        loaded = _Loaded(model, log)
+    loaded.users += 1
+    _MODELS[key] = loaded  # most recently used last
+    return loaded
+
+
+def _release(loaded: _Loaded) -> None:
+    loaded.users -= 1
+    idle = [k for k, v in _MODELS.items() if v.users == 0]
+    for key in idle[: max(0, len(idle) - IDLE_MODELS)]:
+        llama_cpp.llama_model_free(_MODELS.pop(key).model)
+
+
+def release_models() -> None:
+    """Free every model no engine is using (the idle ones kept for reuse)."""
+    for key in [k for k, v in _MODELS.items() if v.users == 0]:
+        llama_cpp.llama_model_free(_MODELS.pop(key).model)
+
+
 class Engine:
-    """A loaded model with one context; close() (or `with`) frees both."""
+    """A context on a loaded model; close() (or `with`) frees the context and lets the
+    model go (the last `IDLE_MODELS` idle models stay loaded for the next Engine)."""
 
     def __init__(self, model_path: str | os.PathLike[str], config: EngineConfig | None = None):
         self.config = config or EngineConfig()
@@ -118,7 +162,9 @@ class Engine:
         self._model: ctypes.c_void_p | None = None
         self._ctx: ctypes.c_void_p | None = None
         self._batch: llama_cpp.llama_batch | None = None
-        self._model, model_log = _load_model(self.path, self.config.n_gpu_layers)
+        self._loaded: _Loaded | None = _acquire(self.path, self.config.n_gpu_layers)
+        self._model, model_log = self._loaded.model, self._loaded.log
+        self.shared = self._loaded.shared
         try:
             self._vocab = llama_cpp.llama_model_get_vocab(self._model)
             info = parse_print_info(model_log)
@@ -297,9 +343,10 @@ class Engine:
         if self._ctx:
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
-        if self._model:
-            llama_cpp.llama_model_free(self._model)
-            self._model = None
+        self._model = None
+        if self._loaded is not None:
+            _release(self._loaded)
+            self._loaded = None
 
     def __enter__(self) -> Engine:
         return self

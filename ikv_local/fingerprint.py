@@ -20,6 +20,13 @@ _SAMPLE = 1 << 20
 
 
 def tokenizer_sha(engine: Engine) -> str:
+    """Of every token's text; once per loaded model (a 262k vocabulary takes a while)."""
+    if "tokenizer_sha" not in engine.shared:
+        engine.shared["tokenizer_sha"] = _tokenizer_sha(engine)
+    return str(engine.shared["tokenizer_sha"])
+
+
+def _tokenizer_sha(engine: Engine) -> str:
     digest = hashlib.sha256()
     vocab = engine._vocab
     for token in range(engine.facts.n_vocab):

@@ -171,3 +171,22 @@ def test_facts_do_not_depend_on_what_was_imported_before(engine, demo_path):
     out = subprocess.run([sys.executable, "-c", code, str(demo_path)], capture_output=True,
                          text=True, check=True).stdout
     assert json.loads(out) == json.loads(json.dumps(engine.facts.to_dict()))
+
+
+def test_engines_on_one_model_share_its_weights_and_each_closes_alone(demo_path):
+    """A second Engine (a session, calibration, the TUI reopening) builds only a context."""
+    from ikv_local import engine as engine_module
+
+    key = engine_module._model_key(demo_path, 0)
+    before = engine_module._MODELS[key].users if key in engine_module._MODELS else 0
+    prompt = "The three primary colours are"
+    with Engine(demo_path, EngineConfig(n_ctx=256)) as a:
+        with Engine(demo_path, EngineConfig(n_ctx=512)) as b:
+            assert a._model == b._model and b.n_ctx == 512
+            assert engine_module._MODELS[key].users == before + 2
+        alone = _complete(a, prompt, SamplingParams.greedy())
+    assert engine_module._MODELS[key].users == before  # idle, still loaded
+    with Engine(demo_path, EngineConfig(n_ctx=256)) as c:
+        assert _complete(c, prompt, SamplingParams.greedy()) == alone
+    engine_module.release_models()
+    assert (key in engine_module._MODELS) == (before > 0)  # only idle models are freed
