@@ -82,4 +82,6 @@ n = min(len(r0), len(r99))
 out["archive_sketch_mean_hamming_cpu_vs_gpu_of_512"] = float(
     np.bitwise_count(np.bitwise_xor(np.asarray(r0["sketch"][:n]), np.asarray(r99["sketch"][:n]))).sum(1).mean())
 print(json.dumps(out, indent=1))
-open(os.path.join(os.environ.get("OUT", "."), "gpu_check.json"), "w").write(json.dumps(out, indent=1))
+from ikv_local import receipt
+receipt.write("gpu_check", out, {"model": receipt.file_sha256(MODEL)},
+              "python scripts/device/gpu_check.py", out_dir=os.environ.get("OUT", "receipts"))
