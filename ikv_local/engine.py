@@ -162,7 +162,8 @@ class Engine:
         self._model: ctypes.c_void_p | None = None
         self._ctx: ctypes.c_void_p | None = None
         self._batch: llama_cpp.llama_batch | None = None
-        self._loaded: _Loaded | None = _acquire(self.path, self.config.n_gpu_layers)
+        self._loaded: _Loaded | None = None
+        self._loaded = _acquire(self.path, self.config.n_gpu_layers)
         self._model, model_log = self._loaded.model, self._loaded.log
         self.shared = self._loaded.shared
         try:
