@@ -130,6 +130,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.05, 0.2, 0.45])
 def test_kill_9_during_appends_keeps_every_complete_record(tmp_path, delay):
     Archive.create(tmp_path, META).append(batch(0, 512))

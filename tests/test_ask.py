@@ -19,6 +19,7 @@ def session(book, monkeypatch):
         yield s
 
 
+@pytest.mark.slow
 def test_a_fact_from_before_the_window_rolled_is_answered_with_recall_not_without(session, book):
     key = book.needles[0]
     assert session.window.archived > 2000  # the fact left the window long ago
@@ -32,6 +33,7 @@ def test_a_fact_from_before_the_window_rolled_is_answered_with_recall_not_withou
     assert without.recalled == [] and session.window.slot_used == 0
 
 
+@pytest.mark.slow
 def test_ask_leaves_the_session_as_it_was(session, book):
     window = session.window
     meta, state = window.snapshot()
@@ -61,6 +63,7 @@ def test_plain_prompt_answers_stop_before_a_new_question(session):
     assert a.tokens <= 64 and a.window_tokens <= session.window.layout.n_ctx
 
 
+@pytest.mark.slow
 def test_recall_every_n_tokens_refreshes_the_slot(session, book, monkeypatch):
     key = book.needles[0]
     fills: list[list[int]] = []
@@ -110,6 +113,7 @@ def small(ikv, tmp_path):
     return "small"
 
 
+@pytest.mark.slow
 def test_a_question_that_is_not_utf8_is_read_with_a_warning(ikv, small):
     run = ikv("ask", "\udcff\udcfe What colour is the sky?", "--session", small, "-n", "4",
               "--json")  # argv bytes ff fe: Python hands them over as lone surrogates
@@ -120,6 +124,7 @@ def test_a_question_that_is_not_utf8_is_read_with_a_warning(ikv, small):
     assert json.loads(run.stdout)["tokens"] > 0
 
 
+@pytest.mark.slow
 def test_a_question_too_long_for_the_window_is_refused_before_any_work(ikv, small):
     import time
 

@@ -20,6 +20,7 @@ def test_a_budget_that_f16_fills_up_to_the_trained_context_needs_no_measurement(
     assert plan.damage == {}
 
 
+@pytest.mark.slow
 def test_the_plan_fits_the_budget_and_the_quality_bound(engine):
     per_cell = bytes_per_token(engine.facts.layers)
     plan = plan_for(engine, 24 * MIB, max_kl=0.02)
@@ -32,6 +33,7 @@ def test_the_plan_fits_the_budget_and_the_quality_bound(engine):
         plan_for(engine, 2 * MIB)
 
 
+@pytest.mark.slow
 def test_kv_budget_from_the_command_line(demo_path, tmp_path, ikv):
     doc = tmp_path / "doc.txt"
     doc.write_text("The lighthouse keeper counted ships every night. " * 40)
@@ -49,6 +51,7 @@ def test_kv_budget_from_the_command_line(demo_path, tmp_path, ikv):
     assert run.returncode == 0, run.stderr
 
 
+@pytest.mark.slow
 def test_a_new_chat_is_planned_from_the_budget(demo_path, ikv_cache):
     import os
     import subprocess
@@ -64,6 +67,7 @@ def test_a_new_chat_is_planned_from_the_budget(demo_path, ikv_cache):
     assert turn["turn"] == 1 and turn["session"] == "c"
 
 
+@pytest.mark.slow
 def test_only_a_new_session_with_a_budget_is_planned(demo_path, ikv_cache):
     from ikv_local.session import OpenOptions, Session
 

@@ -28,6 +28,7 @@ def test_the_chosen_units_rank_planted_facts_in_the_top_percent(engine, spec):
     assert spec.dim <= 768
 
 
+@pytest.mark.slow
 def test_sketch_bits_find_facts_in_another_haystack(engine, spec):
     """Held out: other filler, other depths, paraphrased questions included."""
     m = measure(engine, build(110, [pass_key_needle(7), *FACT_NEEDLES], [0.75, 0.1, 0.5, 0.3], seed=9))
@@ -39,6 +40,7 @@ def test_sketch_bits_find_facts_in_another_haystack(engine, spec):
         assert (dist < best).mean() <= 0.01
 
 
+@pytest.mark.slow
 def test_spec_is_cached_per_model(engine, spec, monkeypatch):
     import ikv_local.calibrate as calibrate
 

@@ -36,6 +36,7 @@ def test_the_window_holds_the_conversation_as_the_format_renders_it(demo_path):
         assert all("\nUser:" not in t.answer for t in turns)
 
 
+@pytest.mark.slow
 def test_a_fact_from_a_turn_that_left_the_window_is_recalled(demo_path):
     with Session("c", OpenOptions(create=True, n_ctx=512)) as s:
         chat = Chat(s, GREEDY)
@@ -54,6 +55,7 @@ def test_a_fact_from_a_turn_that_left_the_window_is_recalled(demo_path):
         assert m.window_cells <= m.n_ctx and m.tokens == m.archived + m.recent
 
 
+@pytest.mark.slow
 def test_a_resumed_session_continues_exactly(demo_path):
     with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
         chat = Chat(s, GREEDY)

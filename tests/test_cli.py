@@ -18,6 +18,7 @@ def test_help_lists_the_commands(ikv):
     assert "info" in run.stdout and "doctor" in run.stdout
 
 
+@pytest.mark.slow
 def test_info_json_on_the_demo_model_is_checked_against_llama_cpp(ikv, demo_path):
     run = ikv("info", "--json")
     assert run.returncode == 0, run.stderr
@@ -77,6 +78,7 @@ def test_not_a_gguf(ikv, tmp_path):
     assert_one_line_error(ikv("info", str(text)), 2, "not a GGUF model file")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep", [0.5, 0.0001])
 def test_truncated_gguf(ikv, tmp_path, demo_path, keep):
     data = demo_path.read_bytes()
@@ -125,6 +127,7 @@ def test_a_bad_option_value_is_one_line_too(ikv):
     assert_one_line_error(ikv("frobnicate"), 2, "No such command")
 
 
+@pytest.mark.slow
 def test_ikv_home_that_is_a_file_is_one_line_for_every_command(ikv, tmp_path):
     home = tmp_path / "home"
     home.write_text("not a folder")
@@ -142,6 +145,7 @@ def test_ikv_home_that_is_a_file_is_one_line_for_every_command(ikv, tmp_path):
     ("9" * 400, "size too large"), ("1" * 25 + "GiB", "size too large"),
     ("9" * 5000 + ".5", "size too large"), ("9" * 400 + "parsecs", "not a size"),
 ], ids=["400 digits", "25 digits GiB", "5000 digits", "400 digits parsecs"])
+@pytest.mark.slow
 def test_a_huge_kv_budget_is_a_bad_parameter(ikv, tmp_path, size, message):
     doc = tmp_path / "doc.txt"
     doc.write_text("The sky is blue.\n")

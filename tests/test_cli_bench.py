@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures
+
 
 def test_demo_answers_side_by_side(ikv):
     run = ikv("demo", "--multiple", "3", "-c", "1024", "--json")

@@ -13,8 +13,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import assert_one_line_error
+
 from ikv_local.haystack import build
+
+pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures
 
 CHAT = [sys.executable, "-c", "from ikv_local.cli import main; main()", "chat"]
 FILLER = build(40, [], [], seed=4).text.split(". ")

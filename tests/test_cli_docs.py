@@ -11,6 +11,8 @@ import pytest
 from conftest import assert_one_line_error
 from ikv_local.haystack import FACT_NEEDLES, build, pass_key_needle
 
+pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures
+
 
 @pytest.fixture
 def doc(tmp_path):

@@ -6,7 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import assert_one_line_error
+
+pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures
 
 
 def test_sessions_list_show_rename_rm(ikv, book, ikv_home):

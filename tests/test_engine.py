@@ -44,6 +44,7 @@ def _complete(eng: Engine, prompt: str, params: SamplingParams, n: int = 24) -> 
     return list(eng.generate(eng.tokenize(prompt, add_bos=True), 0, params, n))
 
 
+@pytest.mark.slow
 def test_greedy_completion_is_deterministic(engine, demo_path):
     prompt = "The three primary colours are"
     first = _complete(engine, prompt, SamplingParams.greedy())
@@ -54,6 +55,7 @@ def test_greedy_completion_is_deterministic(engine, demo_path):
         assert _complete(other, prompt, SamplingParams.greedy()) == first
 
 
+@pytest.mark.slow
 def test_seeded_sampling_repeats_and_seeds_differ(engine):
     prompt = "Once upon a time"
     hot = SamplingParams(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, seed=7)
@@ -124,6 +126,7 @@ def test_out_of_range_sequence_is_an_error_not_an_abort(engine):
         engine.state_size(2)
 
 
+@pytest.mark.slow
 def test_facts_match_the_gguf_metadata(engine, demo_path):
     reader = GGUFReader(demo_path)
 

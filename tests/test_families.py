@@ -83,6 +83,7 @@ def worst_cosine(
     return worst
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("family", "n_ctx"), CASES)
 def test_keys_de_rope_to_the_same_key_at_any_position(tiny, family, n_ctx):
     with Engine(tiny(family), EngineConfig(n_ctx=n_ctx, n_batch=64)) as e:
@@ -110,6 +111,7 @@ def test_keys_de_rope_to_the_same_key_at_any_position(tiny, family, n_ctx):
             assert worst_cosine(ref, far, [0]) < 0.99, family
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("family", "n_ctx"), CASES)
 def test_facts_match_what_the_file_says(tiny, family, n_ctx):
     want = expected(family)
@@ -156,6 +158,7 @@ def test_facts_match_what_the_file_says(tiny, family, n_ctx):
     assert (f.rope.freq_factors is not None) == bool(factors)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", REFUSED)
 def test_a_model_ikv_cannot_de_rope_is_refused_before_any_session_file(
     tiny, family, tmp_path, ikv_home

@@ -56,6 +56,7 @@ def test_a_failed_replace_keeps_the_old_file_and_leaves_no_temporary(tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["window.bin"]
 
 
+@pytest.mark.slow
 def test_a_session_is_owner_only(folder, tmp_path, umask_022):
     doc = tmp_path / "d.txt"
     doc.write_text("A short note.\n")
@@ -66,6 +67,7 @@ def test_a_session_is_owner_only(folder, tmp_path, umask_022):
         assert _mode(p) == (0o700 if p.is_dir() else 0o600), p
 
 
+@pytest.mark.slow
 def test_export_never_overwrites_without_force_and_keeps_the_mode(folder, tmp_path):
     out = tmp_path / "notes.md"
     out.write_text("mine")
@@ -98,6 +100,7 @@ def read_only(ikv_home: Path):
         subprocess.run(["umount", str(ikv_home)])
 
 
+@pytest.mark.slow
 def test_a_read_only_filesystem_reads_and_refuses_writes_in_one_line(folder, read_only, tmp_path):
     with pytest.raises(OSError):
         (read_only / "probe").write_text("x")
@@ -111,6 +114,7 @@ def test_a_read_only_filesystem_reads_and_refuses_writes_in_one_line(folder, rea
     assert_one_line_error(run_ikv("ingest", str(doc), "--session", "other"), 5, "read-only")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op,kinds", [("ingest", ("enospc", "kill")),
                                       ("chat-turn", ("enospc", "eio", "kill", "torn"))])
 def test_every_write_of_an_operation_survives_every_fault(demo_path, op, kinds):

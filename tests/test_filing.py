@@ -55,6 +55,7 @@ def test_every_token_id_and_position_survives(filed, tmp_path):
     assert len(starts) >= 25 and after_stop <= starts
 
 
+@pytest.mark.slow
 def test_question_sketches_find_the_planted_facts(filed, engine):
     archive, tokens, hay, spec, _ = filed
     index = SketchIndex(archive)

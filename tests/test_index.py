@@ -74,6 +74,7 @@ def recall(index, sketches, centres, k=64, n_queries=40):
     return float(np.mean(got))
 
 
+@pytest.mark.slow
 def test_inverted_lists_find_what_exact_search_finds(big):
     folder, sketches, centres = big
     index = SketchIndex(Archive(folder))
@@ -83,6 +84,7 @@ def test_inverted_lists_find_what_exact_search_finds(big):
     assert index.disk_bytes() / len(sketches) < 8
 
 
+@pytest.mark.slow
 def test_a_stale_index_catches_up_and_a_lost_one_is_rebuilt(big, tmp_path):
     folder, sketches, centres = big
     archive = Archive(folder)
@@ -122,6 +124,7 @@ REBUILDER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_kill_9_during_index_saves_leaves_a_searchable_archive(big):
     folder, sketches, centres = big
     proc = subprocess.Popen([sys.executable, "-c", REBUILDER.format(folder=str(folder))],
@@ -139,6 +142,7 @@ def test_kill_9_during_index_saves_leaves_a_searchable_archive(big):
     assert recall(index, np.asarray(archive.records()["sketch"]), centres) >= 0.95
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_each_index_write_loses_nothing(big, tmp_path, monkeypatch):
     """Reindex's write sites (reached only past EXACT_LIMIT records, so scripts/faults.py's
     small sessions never hit them): each fails once with ENOSPC, in turn."""

@@ -49,6 +49,7 @@ def test_a_run_with_no_whitespace_is_cut_between_characters(tmp_path):
     assert [done for _, done in pieces] == sorted(done for _, done in pieces)
 
 
+@pytest.mark.slow
 def test_a_one_line_document_is_checkpointed_while_it_is_read(ikv, tmp_path, ikv_home):
     """Checkpoints come by time inside a piece too: a kill -9 mid-document keeps the part read
     up to the last one (the checkpoint interval cut to 1 s here, from 60)."""

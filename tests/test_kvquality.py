@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ikv_local.fingerprint import model_fingerprint
 from ikv_local.kvquality import _cache_path, cached, damage, measure
+
+pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures
 
 
 def test_q4_0_keys_do_more_damage_than_q8_0(demo_path):

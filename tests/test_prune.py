@@ -30,6 +30,7 @@ def _two_documents(tmp_path) -> None:
         ingest(s, [b])
 
 
+@pytest.mark.slow
 def test_keep_last_forgets_the_older_document_and_keeps_positions(demo_path, tmp_path):
     _two_documents(tmp_path)
     with Session("p", OpenOptions()) as s:
@@ -59,6 +60,7 @@ def test_keep_last_forgets_the_older_document_and_keeps_positions(demo_path, tmp
         assert (np.diff(recs["position"]) == 1).all() and len(recs) == s.window.archived
 
 
+@pytest.mark.slow
 def test_a_prune_cut_short_by_a_crash_is_finished_on_the_next_open(demo_path, tmp_path):
     _two_documents(tmp_path)
     with Session("p", OpenOptions()) as s:
@@ -71,6 +73,7 @@ def test_a_prune_cut_short_by_a_crash_is_finished_on_the_next_open(demo_path, tm
         assert s.window.archived == archived - n
 
 
+@pytest.mark.slow
 def test_turns_before_a_date_leave_the_log_and_the_archive(demo_path):
     with Session("t", OpenOptions(create=True, n_ctx=512)) as s:
         chat = Chat(s, GREEDY)
@@ -106,6 +109,7 @@ def test_dates_and_choices_are_checked():
         parse_date("last tuesday")
 
 
+@pytest.mark.slow
 def test_prune_from_the_command_line(demo_path, tmp_path, ikv):
     _two_documents(tmp_path)
     run = ikv("sessions", "prune", "p")

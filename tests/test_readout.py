@@ -55,6 +55,7 @@ def test_readout_keeps_every_position_and_layer(fresh):
     assert fresh.seq_pos_range(0) == (0, len(tokens) - 1)
 
 
+@pytest.mark.slow
 def test_same_text_at_another_position_has_the_same_unroped_keys(fresh):
     for layer in fresh.facts.global_layers + [0]:
         p_a, k_a = unroped_keys(fresh, 0, layer)

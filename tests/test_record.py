@@ -270,6 +270,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(st.dictionaries(st.text(), json_values, max_size=5))
 def test_any_json_meta_round_trips(meta):

@@ -53,6 +53,7 @@ def test_a_sound_session_checks_sound(folder):
                                                        "sources", "turns", "agreement"}
 
 
+@pytest.mark.slow
 def test_a_lost_window_is_refused_not_truncated_and_repair_decodes_it_again(folder, tmp_path):
     before, records = _show(), _records(folder)
     (folder / "window.bin").unlink()
@@ -74,6 +75,7 @@ def test_a_lost_window_is_refused_not_truncated_and_repair_decodes_it_again(fold
     assert _check()[0] == 0
 
 
+@pytest.mark.slow
 def test_a_lost_session_json_is_refused_and_restored_from_the_checkpoint(folder, tmp_path):
     before = _show()
     (folder / "session.json").unlink()
@@ -89,6 +91,7 @@ def test_a_lost_session_json_is_refused_and_restored_from_the_checkpoint(folder,
     assert after["tokens"] == before["tokens"]
 
 
+@pytest.mark.slow
 def test_a_changed_digit_in_session_json_is_caught(folder):
     meta = json.loads((folder / "session.json").read_text())
     meta["archived_tokens"] += 1
@@ -100,6 +103,7 @@ def test_a_changed_digit_in_session_json_is_caught(folder):
     assert _show()["archived_tokens"] == meta["archived_tokens"] - 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["delete", "flip"])
 def test_damaged_sources_are_refused_and_rebuilt(folder, damage):
     path = folder / "archive" / "sources.json"
@@ -115,6 +119,7 @@ def test_damaged_sources_are_refused_and_rebuilt(folder, damage):
     assert _check()[0] == 0
 
 
+@pytest.mark.slow
 def test_a_flipped_byte_in_the_turn_log_is_set_aside(folder):
     log = folder / "turns.jsonl"
     first = log.read_bytes().split(b"\n")[0]
@@ -135,6 +140,7 @@ def test_a_flipped_byte_in_the_turn_log_is_set_aside(folder):
     assert [t["n"] for t in exported["turns"]] == [2]
 
 
+@pytest.mark.slow
 def test_a_flipped_byte_in_the_last_record_loses_one_token_not_the_session(folder):
     records = _records(folder)
     path = folder / "archive" / "records.ikv"
@@ -149,6 +155,7 @@ def test_a_flipped_byte_in_the_last_record_loses_one_token_not_the_session(folde
     assert _records(folder) == records and (folder / "damaged").is_dir()
 
 
+@pytest.mark.slow
 def test_a_reader_sees_exactly_the_last_checkpoint_after_a_kill(folder, tmp_path):
     """kill -9 at a write of a second ingest, after records went past the checkpoint."""
     before = _show()
@@ -183,6 +190,7 @@ def test_rm_of_a_linked_session_removes_only_the_link(folder, tmp_path):
     assert (elsewhere / "session.json").is_file() and (elsewhere / "archive").is_dir()
 
 
+@pytest.mark.slow
 def test_two_processes_on_a_new_session_leave_one_writer(ikv, tmp_path, ikv_home):
     doc = tmp_path / "small.txt"
     doc.write_text(build(60, [], [], seed=2).text)

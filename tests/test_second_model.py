@@ -16,6 +16,8 @@ import pytest
 from conftest import assert_one_line_error, run_ikv
 from ikv_local.haystack import build, pass_key_needle
 
+pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures
+
 FILLER = build(40, [], [], seed=4).text.split(". ")
 
 

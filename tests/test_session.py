@@ -56,6 +56,7 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(copy):
         Session("book", OpenOptions(writable=False))
 
 
+@pytest.mark.slow
 def test_two_writers_racing_on_a_session_leave_it_sound(demo_path, tmp_path):
     """A few tries of scripts/race.py: new and existing sessions, random start delays."""
     from ikv_local.haystack import FACT_NEEDLES, build

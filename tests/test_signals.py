@@ -17,6 +17,8 @@ import pytest
 
 from ikv_local.haystack import build, pass_key_needle
 
+pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures
+
 # the real CLI, with checkpoints every second so the stops land before, after and during them
 FAST_CHECKPOINTS = ("import ikv_local.ingest as ingest; ingest.CHECKPOINT_SECONDS = 1.0\n"
                     "from ikv_local.cli import main; main()")

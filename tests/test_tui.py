@@ -59,6 +59,7 @@ async def _send(pilot, text: str) -> None:
     await _settle(pilot)
 
 
+@pytest.mark.slow
 async def test_a_turn_streams_into_the_chat_and_the_memory_view_follows(demo_path):
     app = IkvApp("t", SMALL, GREEDY)
     async with app.run_test(size=SIZE) as pilot:
@@ -92,6 +93,7 @@ async def test_a_turn_streams_into_the_chat_and_the_memory_view_follows(demo_pat
         assert app.query_one("#input").value == "What is the vault code?"
 
 
+@pytest.mark.slow
 async def test_escape_stops_an_answer(demo_path):
     app = IkvApp("t", SMALL, ChatSettings(max_tokens=400, params=SamplingParams.greedy()))
     async with app.run_test(size=SIZE) as pilot:
@@ -109,6 +111,7 @@ async def test_escape_stops_an_answer(demo_path):
         assert "[stopped]" in [str(n.render()) for n in app.query(".note")]
 
 
+@pytest.mark.slow
 async def test_sessions_new_rename_delete_and_theme(demo_path, ikv_home):
     app = IkvApp("first", SMALL, GREEDY)
     async with app.run_test(size=SIZE) as pilot:
@@ -139,6 +142,7 @@ async def test_sessions_new_rename_delete_and_theme(demo_path, ikv_home):
         assert app.theme == "textual-light"
 
 
+@pytest.mark.slow
 async def test_ingest_a_file_then_ask_about_it(demo_path, tmp_path):
     from ikv_local.haystack import pass_key_needle
 

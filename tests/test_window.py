@@ -67,6 +67,7 @@ def rolled(rolled_once, engine3):
     return window, archive, tokens
 
 
+@pytest.mark.slow
 def test_aging_files_every_token_that_leaves_in_order(rolled):
     window, archive, tokens = rolled
     assert len(tokens) > 3 * window.layout.recent_capacity  # the window rolled several times
@@ -142,6 +143,7 @@ def test_sketches_of_aged_tokens_match_a_fresh_reading(rolled, engine3):
     assert np.median(d) <= 16, np.median(d)
 
 
+@pytest.mark.slow
 def test_token_by_token_appends_age_like_bulk_ones(engine3, tmp_path):
     """Generated tokens arrive one at a time: sketches are taken per block, not per token,
     and what ages is the same as when the text arrives in one piece."""
