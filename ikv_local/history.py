@@ -16,17 +16,16 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ikv_local import files
 from ikv_local.files import write_atomic
-from ikv_local.metadata import MetadataError, NewerFormat, build
+from ikv_local.metadata import MetadataError, Upgrade, build, upgrade
 
 LOG_FORMAT = 1
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+UPGRADES: dict[int, Upgrade] = {}
 
 LOG_NAME = "turns.jsonl"
 
@@ -54,15 +53,8 @@ class Turn:
         """A logged turn, every field checked, brought up to LOG_FORMAT."""
         if not isinstance(data, dict):
             raise MetadataError("a turn is not a JSON object")
-        version = data.pop("format", 1)
-        if not isinstance(version, int) or version < 1:
-            raise MetadataError(f"format {version!r} is not a format")
-        if version > LOG_FORMAT:
-            raise NewerFormat(f"{LOG_NAME} was written by a newer ikv (line format {version}; "
-                              f"this one reads up to {LOG_FORMAT}); upgrade ikv to open it")
-        while version < LOG_FORMAT:
-            data = UPGRADES[version](data)
-            version = data.pop("format")
+        data = upgrade(data, LOG_FORMAT, UPGRADES, what=f"{LOG_NAME} line ")
+        data.pop("format", None)
         return build(cls, data, "turn")
 
 

@@ -143,7 +143,7 @@ class SessionMeta:
     def from_dict(cls, data: Any) -> SessionMeta:
         if not isinstance(data, dict):
             raise MetadataError("not a JSON object")
-        data = upgrade(data)
+        data = upgrade({k: v for k, v in data.items() if k != "sha256"})
         data.pop("format")
         return build(cls, data, "")
 
@@ -154,20 +154,22 @@ def _from_1(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "format": 2}
 
 
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_1}
+Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
+UPGRADES: dict[int, Upgrade] = {1: _from_1}  # the step from format 1 to 2
 
 
-def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """session.json's fields at FORMAT, through each named step from the file's format."""
-    data = {k: v for k, v in data.items() if k != "sha256"}
+def upgrade(data: dict[str, Any], current: int = FORMAT,
+            steps: dict[int, Upgrade] = UPGRADES, what: str = "") -> dict[str, Any]:
+    """The fields at format `current`, through each named step from the data's own format
+    (its "format" key; none is format 1). A newer format is refused, not guessed at."""
     version = data.get("format", 1)
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise MetadataError(f"format {version!r} is not a format")
-    if version > FORMAT:
-        raise NewerFormat(f"written by a newer ikv (format {version}; this one reads up to "
-                          f"{FORMAT}); upgrade ikv to open it")
-    while version < FORMAT:
-        data = UPGRADES[version](data)
+    if version > current:
+        raise NewerFormat(f"written by a newer ikv ({what}format {version}; this one reads up "
+                          f"to {current}); upgrade ikv to open it")
+    while version < current:
+        data = steps[version](data)
         version = data["format"]
     return data
 
