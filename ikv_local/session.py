@@ -201,7 +201,7 @@ class Session:
         self.system = (saved.system if saved else None) or self.meta.system
         self.window = self._window(Layout(**(saved.layout if saved else self.meta.layout)))
         if checkpoint is not None:
-            self.window.restore(checkpoint[0].to_dict(), checkpoint[1])
+            self.window.restore(*checkpoint)
         else:
             self._decode_lost_window(saved)
         self._catch_up_prune(saved)
@@ -349,7 +349,7 @@ class Session:
         checkpoint = self._read_checkpoint()
         if checkpoint is None:
             raise SessionError(f"session {self.name!r} has no saved window")
-        self.window.restore(checkpoint[0].to_dict(), checkpoint[1])
+        self.window.restore(*checkpoint)
 
     def rollback(self) -> None:
         """Back to the last checkpoint: the window as saved, records filed since then cut."""
@@ -406,9 +406,9 @@ class Session:
         meta.turns_pruned = self.history.pruned
         meta.system = self.system
         snapshot, state = self.window.snapshot()
-        header = WindowHeader(**snapshot, turns=self.history.last, turns_pruned=self.history.pruned,
-                              pruned=self.archive.pruned, system=self.system,
-                              session=meta.copy(), sources=self.archive.sources())
+        header = replace(snapshot, turns=self.history.last, turns_pruned=self.history.pruned,
+                         pruned=self.archive.pruned, system=self.system,
+                         session=meta.copy(), sources=self.archive.sources())
         write_window(self.folder, header, state)
         meta.window = header.copy()
         write_meta_file(self.folder / META_FILE, meta)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -22,6 +21,7 @@ from ikv_local.archive import Archive
 from ikv_local.engine import Engine
 from ikv_local.errors import EngineError, IkvError
 from ikv_local.filing import Origin, file_records, sketch_cells
+from ikv_local.metadata import WindowHeader
 from ikv_local.recall import decoded_beside_the_sink
 from ikv_local.record import SKETCH_BYTES, Role
 from ikv_local.sequences import N_SEQ, RECALL_SEQ, WINDOW_SEQ
@@ -280,36 +280,36 @@ class Window:
 
     # -- saving --------------------------------------------------------------------
 
-    def snapshot(self) -> tuple[dict[str, Any], bytes]:
-        """What `restore` needs: plain data and llama.cpp's state of sequence 0."""
+    def snapshot(self) -> tuple[WindowHeader, bytes]:
+        """What `restore` needs: the bookkeeping (copied) and llama.cpp's state of sequence 0."""
         if self._shift_pending:
             raise EngineError("cannot save a window whose shift llama.cpp has not applied yet")
-        meta = {
-            "layout": self.layout.to_dict(),
-            "sink_tokens": self.sink_tokens,
-            "recent": self.recent.to_dict(),
-            "archived": self.archived,
-            "dropped": self.dropped,
-            "previous_token": self.previous_token,
-            "slot_used": self.slot_used,
-            "sketches": base64.b64encode(self.sketches.tobytes()).decode(),
-        }
-        return meta, self.engine.state_get(0)
+        header = WindowHeader(
+            layout=self.layout.to_dict(),
+            sink_tokens=list(self.sink_tokens),
+            recent={k: list(v) for k, v in self.recent.to_dict().items()},
+            archived=self.archived,
+            dropped=self.dropped,
+            previous_token=self.previous_token,
+            slot_used=self.slot_used,
+            sketches=base64.b64encode(self.sketches.tobytes()).decode(),
+        )
+        return header, self.engine.state_get(0)
 
-    def restore(self, meta: dict[str, Any], state: bytes) -> None:
-        if Layout(**meta["layout"]) != self.layout:
+    def restore(self, header: WindowHeader, state: bytes) -> None:
+        if Layout(**header.layout) != self.layout:
             raise EngineError("saved window has another layout")
         self.engine.clear()
         self.engine.state_set(state, 0)
-        self.sink_tokens = list(meta["sink_tokens"])
-        r = meta["recent"]
+        self.sink_tokens = list(header.sink_tokens)
+        r = header.recent
         self.recent = Recent(list(r["tokens"]), list(r["roles"]), list(r["sources"]),
                              list(r["segments"]))
-        self.archived = int(meta["archived"])
-        self.dropped = int(meta["dropped"])
-        self.previous_token = meta["previous_token"]
-        self.slot_used = int(meta["slot_used"])
-        raw = base64.b64decode(meta["sketches"])
+        self.archived = header.archived
+        self.dropped = header.dropped
+        self.previous_token = header.previous_token
+        self.slot_used = header.slot_used
+        raw = base64.b64decode(header.sketches)
         self.sketches = np.frombuffer(raw, np.uint8).reshape(-1, SKETCH_BYTES).copy()
         # (the lowest position is not checked: sliding-window layers drop the sink's cells)
         hi = self.engine.seq_pos_range(0)[1]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import assert_one_line_error
+
 from ikv_local.ask import ask
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import OpenOptions, Session
@@ -36,21 +36,20 @@ def test_a_fact_from_before_the_window_rolled_is_answered_with_recall_not_withou
 @pytest.mark.slow
 def test_ask_leaves_the_session_as_it_was(session, book):
     window = session.window
-    meta, state = window.snapshot()
-    meta = json.loads(json.dumps(meta))  # a copy: the snapshot shares the window's live lists
+    meta, state = window.snapshot()  # a copy of the bookkeeping, not the window's live lists
     files = {p.name: p.stat().st_mtime_ns for p in (book.home / "sessions" / "book").rglob("*")
              if p.is_file() and p.name != ".lock"}
     rolled = []  # the tokens aged out of the window while the answer was written
     # an answer run past the headroom, so the window rolls and must be put back
     ask(session, "Write a very long story about the harbour.", max_tokens=300,
         answer_prefix=" Once upon a time", params=SamplingParams(temperature=0.8, seed=1),
-        on_text=lambda _: rolled.append(window.dropped - meta["dropped"]))
+        on_text=lambda _: rolled.append(window.dropped - meta.dropped))
     assert max(rolled) > 0, "the answer never rolled the window; nothing was put back"
     after = {p.name: p.stat().st_mtime_ns for p in (book.home / "sessions" / "book").rglob("*")
              if p.is_file() and p.name != ".lock"}
     assert after == files
     now, now_state = window.snapshot()
-    assert {k for k in meta if meta[k] != now[k]} == set()
+    assert {k for k, v in meta.to_dict().items() if now.to_dict()[k] != v} == set()
     assert now_state == state  # llama.cpp's state, byte for byte
     ask(session, "Who are you?", max_tokens=4)  # no roll: truncated back, slot cleared
     now, now_state = window.snapshot()

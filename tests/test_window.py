@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -54,16 +52,16 @@ def rolled_once(engine3, tmp_path_factory):
     tokens = engine3.tokenize(text)
     for start in range(0, len(tokens), 300):  # uneven pieces, as ingest sends them
         window.append(tokens[start : start + 300], Origin(Role.DOCUMENT, 0, 0))
-    meta, state = window.snapshot()
-    return json.loads(json.dumps(meta)), state, archive, tokens
+    header, state = window.snapshot()
+    return header, state, archive, tokens
 
 
 @pytest.fixture
 def rolled(rolled_once, engine3):
     """Each test gets the rolled window afresh from its checkpoint, whatever ran before it."""
-    meta, state, archive, tokens = rolled_once
-    window = Window(engine3, Layout(**meta["layout"]), archive, sketch_spec(engine3))
-    window.restore(json.loads(json.dumps(meta)), state)
+    header, state, archive, tokens = rolled_once
+    window = Window(engine3, Layout(**header.layout), archive, sketch_spec(engine3))
+    window.restore(header, state)
     return window, archive, tokens
 
 
