@@ -31,7 +31,7 @@ def sessions_list(json_out: JsonOpt = False) -> None:
 
     from ikv_local.session import list_sessions
 
-    infos = sorted(list_sessions(), key=lambda i: i.updated, reverse=True)
+    infos = list_sessions()
     if json_out:
         print(json.dumps([i.to_dict() for i in infos]))
         return

@@ -586,13 +586,15 @@ def read_meta(name: str) -> SessionMeta:
 
 
 def list_sessions() -> list[SessionInfo]:
-    """Every session folder, damaged ones included (with their problem)."""
+    """Every session folder, damaged ones included (with their problem), the most recently
+    updated first (then by name): the order `sessions list` and the TUI show."""
     root = sessions_dir()
     if not root.is_dir():
         return []
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name)
                    and ((p / META_FILE).is_file() or holds_data(p)))
-    return [session_info(n) for n in names]
+    infos = [session_info(n) for n in names]
+    return sorted(infos, key=lambda i: i.updated, reverse=True)  # stable: names stay in order
 
 
 def remove_session(name: str) -> str | None:

@@ -68,3 +68,25 @@ def test_two_writers_racing_on_a_session_leave_it_sound(demo_path, tmp_path):
     tries = loop(tmp_path / "home", (small, fact), 4, seed=1)
     assert [t.why for t in tries if not t.ok] == []
     assert any(0 in t.codes and 7 in t.codes for t in tries)  # the race was on at least once
+
+
+def test_sessions_are_listed_newest_first_damaged_ones_too(ikv_home):
+    """One order for `ikv sessions list` and the TUI, decided in the library."""
+    from ikv_local.checkpoint import write_meta_file
+    from ikv_local.metadata import ModelRef, SessionMeta
+    from ikv_local.session import list_sessions
+
+    layout = {"n_ctx": 512, "sink": 1, "slot": 128, "headroom": 64, "block": 64}
+    for name, updated in (("a", "2026-01-02T00:00:00Z"), ("b", "2026-03-01T00:00:00Z"),
+                          ("c", "2026-02-01T00:00:00Z")):
+        folder = ikv_home / "sessions" / name
+        folder.mkdir(parents=True)
+        write_meta_file(folder / "session.json", SessionMeta(
+            name, ModelRef("/m.gguf", {"sha": "ab", "arch": "gemma3"}), 512, layout, [],
+            updated=updated))
+    lost = ikv_home / "sessions" / "d"
+    lost.mkdir()
+    (lost / "turns.jsonl").write_text("x\n")  # data without session.json: listed, with its problem
+    infos = list_sessions()
+    assert [i.name for i in infos] == ["b", "c", "a", "d"]
+    assert infos[-1].problem and "repair" in infos[-1].problem

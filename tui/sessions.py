@@ -27,14 +27,13 @@ class SessionList(ListView):
 
     def fill(self, infos: list[SessionInfo], current: str | None) -> None:
         self.clear()
-        newest_first = sorted(infos, key=lambda i: i.updated, reverse=True)
-        for info in newest_first:
+        for info in infos:  # list_sessions' order: newest first
             meta = (f"{info.turns} turns · {info.documents} docs · {info.tokens:,} tok"
                     if not info.problem else info.problem)
             item = ListItem(Label(info.name, markup=False), Label(meta, classes="meta", markup=False),
                             name=info.name)
             self.append(item)
-        names = [i.name for i in newest_first]
+        names = [i.name for i in infos]
         if current in names:
             self.index = names.index(current)
 
