@@ -16,7 +16,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from functools import cache
 from typing import Any
 
@@ -93,7 +93,7 @@ class WindowHeader:
 
     def copy(self) -> WindowHeader:
         """As session.json keeps it."""
-        return WindowHeader(**{**asdict(self), "sketches": "", "session": None, "sources": None})
+        return replace(self, sketches="", session=None, sources=None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,8 +213,8 @@ def _value(hint: Any, value: Any, where: str) -> Any:
         return _value(inner, value, where)
     if hint is Any:
         return value
-    if hint is WindowHeader:
-        return WindowHeader.from_dict(value)
+    if hasattr(hint, "from_dict"):  # a type with its own checks (WindowHeader)
+        return hint.from_dict(value)
     if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
         return build(hint, value, where)
     if origin is list:

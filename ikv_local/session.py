@@ -159,7 +159,10 @@ class Session:
     # -- opening -----------------------------------------------------------------
 
     def _load(self, exists: bool) -> None:
-        self._resume() if exists else self._create()
+        if exists:
+            self._resume()
+        else:
+            self._create()
         self.index = SketchIndex(self.archive)
         opts = self.options
         if opts.writable and opts.system is not None and opts.system != self.system:
