@@ -142,3 +142,21 @@ def test_a_session_written_before_the_typed_model_opens_and_saves(demo_path, ikv
     old = SessionMeta.from_dict(written)
     assert replace(again, updated="", window=None) == replace(old, updated="", window=None)
     assert again.window is not None and again.window.recent == old.window.recent
+
+
+def test_a_session_from_a_newer_ikv_is_refused_in_one_line_and_left_as_it_is(ikv, ikv_home):
+    from conftest import assert_one_line_error
+
+    from ikv_local.checkpoint import _digest
+
+    folder = ikv_home / "sessions" / "newer"
+    shutil.copytree(FOLDER, folder)
+    data = json.loads((folder / "session.json").read_text())
+    data["format"] = FORMAT + 1
+    data["sha256"] = _digest(data)
+    (folder / "session.json").write_text(json.dumps(data))
+    before = {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    for args in (("ask", "hi", "--session", "newer"), ("sessions", "repair", "newer")):
+        assert_one_line_error(ikv(*args), 7, "newer ikv", "upgrade ikv")
+    assert {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()
+            if p.name != ".lock"} == {k: v for k, v in before.items() if k != ".lock"}
