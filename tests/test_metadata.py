@@ -144,6 +144,7 @@ def test_a_session_written_before_the_typed_model_opens_and_saves(demo_path, ikv
     assert again.window is not None and again.window.recent == old.window.recent
 
 
+@pytest.mark.slow
 def test_a_session_from_a_newer_ikv_is_refused_in_one_line_and_left_as_it_is(ikv, ikv_home):
     from conftest import assert_one_line_error
 
