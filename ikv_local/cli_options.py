@@ -26,7 +26,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 CtxOpt = Annotated[int, typer.Option("-c", "--ctx-size", help="Context size in tokens.")]
 NewCtxOpt = Annotated[Optional[int], typer.Option(
     "-c", "--ctx-size", help="Window in tokens (new sessions; default 2048).")]
-ThreadsOpt = Annotated[Optional[int], typer.Option("-t", "--threads", help="CPU threads.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("-t", "--threads", help="CPU threads (default: IKV_THREADS, else every core).")]
 NglOpt = Annotated[int, typer.Option("-ngl", "--n-gpu-layers", help="Layers to offload to the GPU.")]
 BudgetOpt = Annotated[Optional[str], typer.Option(
     "--kv-budget", help="Hot KV memory (e.g. 64MiB): window and cache types are planned to fit.")]

@@ -53,6 +53,17 @@ class EngineConfig:
     flash_attn: bool | None = None  # None: llama.cpp decides
 
 
+def default_threads() -> int:
+    """`IKV_THREADS`, else every core: parallel test workers each take one thread, since two
+    llama.cpp processes spinning two threads each on two cores run 3-4 times slower."""
+    env = os.environ.get("IKV_THREADS", "").strip()
+    if not env:
+        return max(1, os.cpu_count() or 1)
+    if not env.isdigit() or int(env) < 1:
+        raise EngineError(f"IKV_THREADS={env!r} is not a thread count; unset it or give a number")
+    return int(env)
+
+
 def _meta(model: ctypes.c_void_p, key: str) -> str:
     buf = ctypes.create_string_buffer(256)
     n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
@@ -201,7 +212,7 @@ class Engine:
         p.n_ctx = cfg.n_ctx
         p.n_batch = p.n_ubatch = min(cfg.n_batch, cfg.n_ctx)
         p.n_seq_max = cfg.n_seq_max
-        threads = cfg.n_threads or max(1, os.cpu_count() or 1)
+        threads = cfg.n_threads or default_threads()
         p.n_threads = p.n_threads_batch = threads
         p.type_k = int(cache_type(cfg.type_k))
         p.type_v = int(cache_type(cfg.type_v))
@@ -435,14 +446,16 @@ class Engine:
 
     def decode(
         self, tokens: Sequence[int], pos0: int, *, seq: int = 0, logits_last: bool = True,
-        logits_all: bool = False,
+        logits_all: bool = False, logits_at: np.ndarray | None = None,
     ) -> None:
         """Decode tokens at positions pos0, pos0+1, ... on `seq`, in batches of n_batch.
 
         llama.cpp requires pos0 to follow the sequence's last cell (pos_max + 1).
-        `logits_all` asks for every token's logits (`logits_rows`); at most n_batch tokens.
+        `logits_all` asks for every token's logits (`logits_rows`), `logits_at` (a bool per
+        token) for some; either at most n_batch tokens. The output layer is most of a small
+        model's work, so logits nobody reads are worth not asking for.
         """
-        if logits_all and len(tokens) > self.n_batch:
+        if (logits_all or logits_at is not None) and len(tokens) > self.n_batch:
             raise EngineError(f"logits for {len(tokens)} tokens at once; the batch holds {self.n_batch}")
         batch = self._batch
         assert batch is not None
@@ -457,6 +470,8 @@ class Engine:
             np.ctypeslib.as_array(batch.n_seq_id, shape=(n,))[:] = 1
             logits = np.ctypeslib.as_array(batch.logits, shape=(n,))
             logits[:] = 1 if logits_all else 0
+            if logits_at is not None:
+                logits[:] = logits_at[start : start + n]
             if logits_last and start + n == n_total:
                 logits[n - 1] = 1
             for i in range(n):

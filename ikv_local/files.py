@@ -12,6 +12,7 @@ token).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import signal
 from collections.abc import Iterator
@@ -201,6 +202,26 @@ def truncate(path: Path, size: int) -> None:
             os.fsync(f.fileno())
     except OSError as exc:
         raise storage_error(exc, path, "cut") from None
+
+
+@contextmanager
+def one_at_a_time(path: Path) -> Iterator[None]:
+    """Wait for, then hold, an exclusive lock on `path` (made if missing).
+
+    For derived files worth a minute of work (the demo model, a model's measurements): two
+    processes starting on a new model measure once, the second reading what the first wrote.
+    """
+    path = Path(path)
+    private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError as exc:
+        raise storage_error(exc, path, "lock") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def guarded(path: Path, doing: str):  # type: ignore[no-untyped-def]

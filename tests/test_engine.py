@@ -193,3 +193,33 @@ def test_engines_on_one_model_share_its_weights_and_each_closes_alone(demo_path)
         assert _complete(c, prompt, SamplingParams.greedy()) == alone
     engine_module.release_models()
     assert (key in engine_module._MODELS) == (before > 0)  # only idle models are freed
+
+
+def test_logits_at_some_positions_are_those_rows_of_every_position(fresh):
+    import numpy as np
+
+    tokens = fresh.tokenize("The lighthouse keeper counted ships every night, one by one.", add_bos=True)
+    fresh.decode(tokens, 0, logits_all=True)
+    every = fresh.logits_rows(len(tokens))
+    fresh.clear()
+    at = np.zeros(len(tokens), bool)
+    at[[2, 5, len(tokens) - 1]] = True
+    fresh.decode(tokens, 0, logits_last=False, logits_at=at)
+    some = fresh.logits_rows(3)
+    assert np.allclose(some, every[at], atol=1e-3)
+    assert not np.allclose(some[0], every[1], atol=1e-3)  # rows really differ by position
+
+
+def test_ikv_threads_sets_the_default_thread_count_and_a_bad_one_is_one_error(monkeypatch):
+    import os
+
+    from ikv_local.engine import default_threads
+
+    monkeypatch.delenv("IKV_THREADS", raising=False)
+    assert default_threads() == os.cpu_count()
+    monkeypatch.setenv("IKV_THREADS", "3")
+    assert default_threads() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("IKV_THREADS", bad)
+        with pytest.raises(EngineError, match="IKV_THREADS"):
+            default_threads()

@@ -122,3 +122,27 @@ def test_every_write_of_an_operation_survives_every_fault(demo_path, op, kinds):
     result, sites = sweep([op], kinds)
     assert sites[op] >= 3 and len(result.trials) == sites[op] * len(kinds)
     assert result.losses == [], json.dumps([t.__dict__ for t in result.losses], indent=1)
+
+
+def test_one_at_a_time_makes_a_second_holder_wait_for_the_first(tmp_path):
+    import threading
+    import time
+
+    lock = tmp_path / "cache" / "x.lock"
+    order: list[str] = []
+    held = threading.Event()
+
+    def first() -> None:
+        with files.one_at_a_time(lock):
+            held.set()
+            time.sleep(0.3)
+            order.append("first done")
+
+    t = threading.Thread(target=first)
+    t.start()
+    held.wait()
+    with files.one_at_a_time(lock):
+        order.append("second in")
+    t.join()
+    assert order == ["first done", "second in"]
+    assert _mode(lock) == 0o600 and _mode(lock.parent) == 0o700
