@@ -114,7 +114,7 @@ class Answer:
         return round(self.tokens / self.decode_seconds, 2) if self.decode_seconds > 0 and self.tokens else None
 
 
-PLAIN_STOPS = ("\nQuestion:", "\nUser:")
+PLAIN_STOPS = ("\nQuestion:", "\nUser:", "\nAnswer:")
 
 
 def question_prompt(session: Session, question: str) -> tuple[str, tuple[str, ...]]:
@@ -175,7 +175,8 @@ def ask(
     try:
         return respond(session, question, prompt_text + answer_prefix, stops, recall=recall,
                        max_tokens=max_tokens, params=params, recall_every=recall_every,
-                       settings=settings, on_text=on_text)
+                       settings=settings, on_text=on_text,
+                       paragraph=stops == PLAIN_STOPS)  # a base model: its answer is one paragraph
     finally:
         if not keep:
             if (window.dropped, window.archived) == start[1:]:
@@ -198,10 +199,12 @@ def respond(
     settings: RecallSettings = RecallSettings(),
     on_text: Callable[[str], None] | None = None,
     cancel: Event | None = None,
+    paragraph: bool = False,
 ) -> Answer:
     """Recall for `query`, append the prompt, and generate into the window.
 
-    The text is cut before any stop string or the slot's framing (`AnswerText`); the last token
+    The text is cut before any stop string or the slot's framing (`AnswerText`), and with
+    `paragraph` at the first blank line after some text; the last token
     sampled is not decoded (nothing would read its logits), so `Answer.decoded` says how many
     of `Answer.out` the window holds. `max_tokens` of 0 or less means until end-of-generation.
     A prompt longer than `question_cap` raises QuestionTooLong before anything is read or
@@ -224,7 +227,7 @@ def respond(
     window.append(prompt, Origin(Role.USER, chat, segment), logits_last=True)
     out: list[int] = []
     decoded = 0
-    answer = AnswerText((*stops, *SLOT_MARKERS))
+    answer = AnswerText((*stops, *SLOT_MARKERS), paragraph=paragraph)
     refresh_s = 0.0
     first_s: float | None = None
     stopped = "limit"

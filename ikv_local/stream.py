@@ -12,14 +12,20 @@ import codecs
 from collections.abc import Sequence
 
 
+BLANK_LINE = "\n\n"
+
+
 class AnswerText:
     """Fed each sampled token's bytes; says what text is new to show, and when a stop string ended it.
 
     The answer is cut before the first stop string; the stop string itself is never shown.
+    With `paragraph`, a blank line after some text ends it too: a base model, with no
+    end-of-turn token, goes on from its answer to questions of its own after one.
     """
 
-    def __init__(self, stops: Sequence[str]) -> None:
+    def __init__(self, stops: Sequence[str], paragraph: bool = False) -> None:
         self.stops = tuple(stops)
+        self.paragraph = paragraph
         self.text = ""  # the answer so far: cut at the stop string once one completed
         self.stopped = False  # a stop string completed; feed no more
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
@@ -33,14 +39,21 @@ class AnswerText:
         before = len(self.text)
         self.text += self._utf8.decode(piece)
         # only the new tail can complete a stop string
-        tail = max(0, before - self._longest)
-        cut = min((i for i in (self.text.find(s, tail) for s in self.stops) if i >= 0), default=-1)
+        tail = max(0, before - max(self._longest, len(BLANK_LINE)))
+        found = [self.text.find(s, tail) for s in self.stops]
+        content = len(self.text) - len(self.text.lstrip())  # where the answer's text begins
+        has_content = content < len(self.text)
+        if self.paragraph and has_content:
+            found.append(self.text.find(BLANK_LINE, max(tail, content)))
+        cut = min((i for i in found if i >= 0), default=-1)
         if cut >= 0:
             self.text = self.text[:cut]
             self.stopped = True
             hold = 0
         else:  # hold back what could be the start of a stop string
             hold = max((len(p) for p in self._prefixes if self.text.endswith(p)), default=0)
+            if self.paragraph and has_content and self.text.endswith(BLANK_LINE[0]):
+                hold = max(hold, 1)
         return self._show(len(self.text) - hold)
 
     def finish(self) -> str:

@@ -74,3 +74,21 @@ def test_what_is_shown_adds_up_to_the_answer_whatever_the_pieces(size):
 def test_without_stop_strings_nothing_is_held_back():
     answer = AnswerText(())
     assert shown(answer, [b"\nQu", b"estion:"]) == ["\nQu", "estion:", ""]
+
+
+def test_a_paragraph_answer_ends_at_the_first_blank_line_after_some_text():
+    answer = AnswerText(("\nQuestion:",), paragraph=True)
+    pieces = [b"\n\n", b" 1234", b".\n", b"\n* What", b" is the code?\nAnswer: 1234."]
+    assert shown(answer, pieces) == ["\n", "\n 1234", ".", "", ""]  # "\n" could begin "\nQuestion:"
+    assert answer.text == "\n\n 1234." and answer.stopped
+
+
+def test_a_single_line_break_inside_a_paragraph_answer_is_shown_once_it_cannot_be_a_blank_line():
+    answer = AnswerText((), paragraph=True)
+    assert shown(answer, [b"one\n", b"two", b"\n"]) == ["one", "\ntwo", "", "\n"]
+    assert answer.text == "one\ntwo\n" and not answer.stopped
+
+
+def test_without_paragraph_a_blank_line_is_part_of_the_answer():
+    answer = AnswerText(())
+    assert shown(answer, [b"one\n\n", b"two"]) == ["one\n\n", "two", ""]
