@@ -114,7 +114,7 @@ class Answer:
         return round(self.tokens / self.decode_seconds, 2) if self.decode_seconds > 0 and self.tokens else None
 
 
-PLAIN_STOPS = ("\nQuestion:", "\nUser:", "\nAnswer:")
+PLAIN_STOPS = ("\nQuestion:", "\nUser:")
 
 
 def question_prompt(session: Session, question: str) -> tuple[str, tuple[str, ...]]:

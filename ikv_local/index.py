@@ -248,9 +248,24 @@ class SketchIndex:
         return ids[ids < n]
 
     def search(self, queries: np.ndarray, k: int = 64, nprobe: int = DEFAULT_NPROBE) -> Hits:
-        """The k records nearest to any of the query sketches (min Hamming over queries)."""
+        """The k records nearest to any of the query sketches (min Hamming over queries).
+
+        With lists, each query is scored on its own lists only: every query against the union
+        of all their lists costs a question's length times more (40 ms at 1M records).
+        """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.uint8))
-        ids = self.candidates(queries, nprobe)
+        if len(queries) == 1 or not self.meta["nlist"]:
+            return self._nearest(self.candidates(queries, nprobe), queries, k)
+        each = [self._nearest(self.candidates(q[None], nprobe), q[None], k) for q in queries]
+        ids = np.concatenate([h.ids for h in each])
+        dist = np.concatenate([h.distances for h in each])
+        order = np.argsort(dist, kind="stable")
+        ids, dist = ids[order], dist[order]
+        _, first = np.unique(ids, return_index=True)  # a record found by several queries: its nearest
+        keep = np.sort(first)[:k]
+        return Hits(ids[keep], dist[keep])
+
+    def _nearest(self, ids: np.ndarray, queries: np.ndarray, k: int) -> Hits:
         usable = self.archive.usable
         ids = ids[usable[ids]] if len(ids) else ids
         if len(ids) == 0:

@@ -36,7 +36,11 @@ SLOT_MARKERS = (SLOT_HEADER.strip(), SLOT_FOOTER.strip())
 class RecallSettings:
     k: int = 64  # index hits per question
     span_max: int = 64  # tokens per span
-    lexical: float = 0.25  # token-id overlap; measured to raise recall (scripts/recall_signals.py)
+    # each weight measured on real prose in scripts/recall_prose.py (docs/memory.md)
+    lexical: float = 1.0  # the IDF-weighted share of the question's token ids in a span
+    rarity: float = 0.0  # question tokens weigh idf**rarity in the key rerank: measured no gain
+    rare_hits: int = 8  # a question token archived at most this often: each occurrence a candidate
+    keep_ratio: float = 0.0  # spans scoring under this share of the best are left out
     slot_max: int | None = None  # fill at most this much of the slot; None: all of it
 
 
@@ -132,13 +136,17 @@ def find_spans(
     n = len(archive) if limit is None else min(limit, len(archive))
     if n == 0 or len(queries) == 0 or budget <= 0:
         return []
-    candidates = candidate_spans(archive, index, queries, n, settings)
+    candidates = candidate_spans(archive, index, queries, n, settings, query_tokens)
     if not candidates:
         return []
     scores = score_spans(archive, candidates, queries, settings, query_tokens)
     recs = archive.records()
     names = archive.sources()
     chosen = []
+    if settings.keep_ratio and len(scores):
+        keep = scores >= settings.keep_ratio * scores.max()
+        candidates = [c for c, k in zip(candidates, keep) if k]
+        scores = scores[keep]
     for a, b, score in select_spans(candidates, scores, archive.usable[:n], budget):
         part = recs[a:b]
         source = int(part["source"][0])
@@ -149,11 +157,16 @@ def find_spans(
 
 
 def candidate_spans(archive: Archive, index: SketchIndex, queries: np.ndarray, n: int,
-                    settings: RecallSettings) -> list[tuple[int, int]]:
-    """The index's hits among the first `n` records, each grown to whole sentences; [a, b)
-    in record ids, each once, in order."""
+                    settings: RecallSettings,
+                    query_tokens: list[int] | None = None) -> list[tuple[int, int]]:
+    """The index's hits among the first `n` records, and with `settings.rare_hits` every
+    occurrence of the question's rare tokens, each grown to whole sentences; [a, b) in record
+    ids, each once, in order."""
     hits = index.search(queries, k=settings.k)
     hit_ids = hits.ids[hits.ids < n]
+    if settings.rare_hits and query_tokens:
+        hit_ids = np.concatenate([hit_ids, _rare_occurrences(archive, query_tokens, n,
+                                                             settings.rare_hits)])
     recs = archive.records()
     span_max = settings.span_max
     spans: dict[tuple[int, int], None] = {}
@@ -165,14 +178,33 @@ def candidate_spans(archive: Archive, index: SketchIndex, queries: np.ndarray, n
     return sorted(spans)
 
 
+def _rare_occurrences(archive: Archive, query_tokens: list[int], n: int, most: int) -> np.ndarray:
+    counts = archive.token_counts()
+    q = np.unique(np.asarray(query_tokens, dtype=np.int64))
+    q = q[q < len(counts)]
+    rare = q[(counts[q] > 0) & (counts[q] <= most)]
+    if not len(rare):
+        return np.zeros(0, np.int64)
+    tokens = np.asarray(archive.records()["token"][:n])
+    return np.flatnonzero(np.isin(tokens, rare))
+
+
 def score_spans(archive: Archive, candidates: list[tuple[int, int]], queries: np.ndarray,
                 settings: RecallSettings, query_tokens: list[int] | None) -> np.ndarray:
     """Per candidate span, how well it answers the question (higher is better).
 
-    How the question's keys find partners in the span's sketches, plus, with
+    How the question's keys find partners in the span's sketches (each question token
+    weighed by its rarity in the archive, with `settings.rarity`), plus, with
     `settings.lexical`, how many of the question's rarer tokens it contains.
     """
-    scores = _rerank(archive, candidates, queries)
+    weights = None
+    if settings.rarity and query_tokens:
+        idf = _idf(archive)
+        ids = np.asarray(query_tokens[-len(queries):], dtype=np.int64)
+        known = ids < len(idf)
+        weights = np.where(known, idf[np.minimum(ids, len(idf) - 1)], np.log(len(archive) + 1.0))
+        weights = np.maximum(weights, 0.0) ** settings.rarity
+    scores = _rerank(archive, candidates, queries, weights)
     if settings.lexical and query_tokens:
         scores = scores + settings.lexical * _lexical(archive, candidates, query_tokens)
     return scores
@@ -213,8 +245,13 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _rerank(archive: Archive, spans: list[tuple[int, int]], queries: np.ndarray) -> np.ndarray:
-    """Per span: mean over query tokens of their best similarity inside the span."""
+def _rerank(archive: Archive, spans: list[tuple[int, int]], queries: np.ndarray,
+            weights: np.ndarray | None = None) -> np.ndarray:
+    """Per span: mean over query tokens (weighted, when given) of their best similarity inside
+    the span."""
+    if weights is None or weights.sum() <= 0:
+        weights = np.ones(len(queries))
+    weights = weights / weights.sum()
     ids = np.concatenate([np.arange(a, b) for a, b in spans])
     words = archive.sketch_words(ids).view(np.uint8).reshape(len(ids), -1)
     d = hamming(words, np.ascontiguousarray(queries))  # [n_ids, n_queries]
@@ -222,7 +259,7 @@ def _rerank(archive: Archive, spans: list[tuple[int, int]], queries: np.ndarray)
     out = np.empty(len(spans))
     at = 0
     for i, (a, b) in enumerate(spans):
-        out[i] = sim[at : at + b - a].max(axis=0).mean()
+        out[i] = sim[at : at + b - a].max(axis=0) @ weights
         at += b - a
     return out
 
