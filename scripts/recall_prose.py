@@ -7,9 +7,12 @@ The prose is the licence texts every Debian-based system ships in /usr/share/com
 in a fixed order, cut to 4, 16 and 32 times the window. Sixteen facts about made-up people and
 places are planted at evenly spread depths, each at the end of a paragraph. For every fact
 both questions are searched ("fact in the recalled spans": the fact's key phrase is inside the
-spans the slot would get; facts still in the window are not counted). Answers are asked for half the facts in their own words and half in
-other words, with recall, with the sliding window alone (`--no-recall`) and, where the model's
-trained context holds the whole document, with the whole document in the window.
+spans the slot would get; facts still in the window are not counted). Answers are asked for
+half the facts in their own words and half in other words, with recall, with the sliding
+window alone (`--no-recall`) and, where the model's trained context holds the whole
+document, with the whole document in the window. Each
+signal of recall's scoring is measured alone and together on the spans (SIGNALS); answers
+are also asked with spans far below the best left out (keep0.8).
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ from ikv_local.session import OpenOptions, Session
 LICENCES = Path("/usr/share/common-licenses")
 TEXTS = ("GPL-3", "GPL-2", "LGPL-2.1", "GFDL-1.3", "MPL-2.0", "LGPL-2", "MPL-1.1", "Apache-2.0",
          "GPL-1", "Artistic", "CC0-1.0", "LGPL-3", "BSD")
+
+
+# each signal alone and together, against the defaults (NAME:FIELD=VALUE,...)
+SIGNALS = ("keys:lexical=0,rare_hits=0", "keys+rarity:lexical=0,rare_hits=0,rarity=1",
+           "keys+lexical:lexical=1,rare_hits=0", "keys+rare_hits:lexical=0,rare_hits=8",
+           "before:lexical=0.25,rare_hits=0", "keep0.8:keep_ratio=0.8")
 
 
 @dataclass(frozen=True)
@@ -150,15 +159,17 @@ def main() -> int:
     ap.add_argument("--times", default="4,16,32", help="document sizes, in windows")
     ap.add_argument("-n", "--max-tokens", type=int, default=32)
     ap.add_argument("--spans-only", action="store_true", help="recall alone, no answers")
-    ap.add_argument("--full-max", type=int, default=16384, help="largest whole-document context")
+    ap.add_argument("--full-max", type=int, default=20480, help="largest whole-document context")
     ap.add_argument("--home", default=None, help="keep the ingested sessions here (reused)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:FIELD=V,...",
                     help="recall settings to compare on the spans (answers use the defaults)")
-    ap.add_argument("--answer-variant", default="default", help="the variant answers use")
+    ap.add_argument("--answer-variant", action="append", default=None, metavar="NAME",
+                    help="also answer with this variant's settings (default: keep0.8)")
     ap.add_argument("--out", default="receipts")
     a = ap.parse_args()
+    a.answer_variant = ["keep0.8"] if a.answer_variant is None and not a.variant else (a.answer_variant or [])
     variants = {"default": RecallSettings()}
-    for v in a.variant:
+    for v in a.variant or SIGNALS:
         vname, _, fields = v.partition(":")
         variants[vname] = replace(RecallSettings(), **{
             k: int(x) if x.isdigit() else float(x)
@@ -216,22 +227,25 @@ def main() -> int:
                 print(label, t, summary[f"{t}x"], flush=True)
                 if a.spans_only:
                     continue
-                counts = {"recall": 0, "sliding": 0, "clean_end": 0}
+                # "recall" uses the defaults; each --answer-variant NAME answers as "recall NAME"
+                modes = ["recall", "sliding", *(f"recall {v}" for v in a.answer_variant)]
+                counts = dict.fromkeys(modes, 0)
+                clean_end = 0
                 for i, fact in enumerate(FACTS):
                     q = fact.same if i % 2 == 0 else fact.other
-                    for mode in ("recall", "sliding"):
-                        ans = ask(s, q, recall=mode == "recall", max_tokens=a.max_tokens,
-                                  settings=variants[a.answer_variant])
+                    for mode in modes:
+                        vname = mode.partition(" ")[2] or "default"
+                        ans = ask(s, q, recall=mode != "sliding", max_tokens=a.max_tokens,
+                                  settings=variants[vname])
                         ok = named(ans.text, fact)
                         counts[mode] += ok
-                        counts["clean_end"] += mode == "recall" and ans.stopped != "limit"
+                        clean_end += mode == "recall" and ans.stopped != "limit"
                         rows.append({"times": t, "fact": i, "form": "same" if i % 2 == 0 else "other",
                                      "mode": mode, "answer": ans.text, "named": ok,
                                      "stopped": ans.stopped})
                 summary[f"{t}x"].update({
-                    "answered_recall": f"{counts['recall']}/{len(FACTS)}",
-                    "answered_sliding": f"{counts['sliding']}/{len(FACTS)}",
-                    "recall_answers_ended_before_the_cap": f"{counts['clean_end']}/{len(FACTS)}"})
+                    **{f"answered_{m.replace(' ', '_')}": f"{c}/{len(FACTS)}" for m, c in counts.items()},
+                    "recall_answers_ended_before_the_cap": f"{clean_end}/{len(FACTS)}"})
                 # no slot; headroom is an eighth of the window: the whole document fits
                 n_full = -(-(s.window.stream_end * 8 // 7 + 256) // 256) * 256
                 n_train = eng.facts.n_ctx_train
