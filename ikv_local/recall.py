@@ -37,7 +37,7 @@ class RecallSettings:
     k: int = 64  # index hits per question
     span_max: int = 64  # tokens per span
     # each weight measured on real prose in scripts/recall_prose.py (docs/memory.md)
-    lexical: float = 1.0  # the IDF-weighted share of the question's token ids in a span
+    lexical: float = 0.5  # the IDF-weighted share of the question's token ids in a span
     rarity: float = 0.0  # question tokens weigh idf**rarity in the key rerank: measured no gain
     rare_hits: int = 8  # a question token archived at most this often: each occurrence a candidate
     keep_ratio: float = 0.0  # spans scoring under this share of the best are left out

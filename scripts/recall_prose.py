@@ -42,8 +42,8 @@ TEXTS = ("GPL-3", "GPL-2", "LGPL-2.1", "GFDL-1.3", "MPL-2.0", "LGPL-2", "MPL-1.1
 
 # each signal alone and together, against the defaults (NAME:FIELD=VALUE,...)
 SIGNALS = ("keys:lexical=0,rare_hits=0", "keys+rarity:lexical=0,rare_hits=0,rarity=1",
-           "keys+lexical:lexical=1,rare_hits=0", "keys+rare_hits:lexical=0,rare_hits=8",
-           "before:lexical=0.25,rare_hits=0", "keep0.8:keep_ratio=0.8")
+           "keys+lexical:lexical=0.5,rare_hits=0", "keys+rare_hits:lexical=0,rare_hits=8",
+           "lexical1.0:lexical=1", "before:lexical=0.25,rare_hits=0", "keep0.8:keep_ratio=0.8")
 
 
 @dataclass(frozen=True)
