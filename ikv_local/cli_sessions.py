@@ -26,8 +26,12 @@ sessions = typer.Typer(help="Sessions on disk: list, show, rename, remove, expor
 @sessions.command("list")
 def sessions_list(json_out: JsonOpt = False) -> None:
     """Every session, newest first, without loading a model."""
+    from rich import box
     from rich.console import Console
+    from rich.measure import Measurement
+    from rich.padding import Padding
     from rich.table import Table
+    from rich.text import Text
 
     from ikv_local.session import list_sessions
 
@@ -38,14 +42,35 @@ def sessions_list(json_out: JsonOpt = False) -> None:
     if not infos:
         err_console().print("no sessions yet; make one with: ikv ingest FILE --session NAME")
         return
-    table = Table()
-    numbers = ("window", "turns", "documents", "tokens", "archived", "on disk")
-    for col in ("session", "model", *numbers, "last used"):
-        table.add_column(col, justify="right" if col in numbers else "left")
+    console = Console()
+    if not console.is_terminal:  # piped: one plain, tab-separated line per session
+        print("\t".join(("session", "model", "window", "turns", "documents", "tokens", "archived",
+                         "bytes", "last used")))
+        for i in infos:
+            print("\t".join((i.name, i.problem or i.model, str(i.n_ctx), str(i.turns),
+                             str(i.documents), str(i.tokens), str(i.archived_tokens),
+                             str(i.disk_bytes), i.updated)))
+        return
+    # names never fold; a long model name or problem folds inside its own column instead
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("session", no_wrap=True, min_width=max(len(i.name) for i in infos))
+    table.add_column("model", overflow="fold", ratio=1)
+    for col in ("window", "turns", "docs", "tokens", "archived", "size"):
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    table.add_column("last used", no_wrap=True)
     for i in infos:
         table.add_row(i.name, i.problem or i.model, f"{i.n_ctx:,}", str(i.turns), str(i.documents),
-                      f"{i.tokens:,}", f"{i.archived_tokens:,}", format_size(i.disk_bytes), i.updated)
-    Console().print(table)
+                      f"{i.tokens:,}", f"{i.archived_tokens:,}", format_size(i.disk_bytes),
+                      i.updated[:16].replace("T", " "))
+    if Measurement.get(console, console.options, table).minimum + 12 <= console.width:
+        console.print(table)
+        return
+    for i in infos:  # too narrow for the table: the name on its own line, the rest below it
+        console.print(i.name, style="bold", highlight=False, soft_wrap=True)
+        console.print(Padding(Text(
+            f"{i.problem or i.model} · window {i.n_ctx:,} · {i.turns} turns · {i.documents} "
+            f"documents · {i.tokens:,} tokens, {i.archived_tokens:,} archived · "
+            f"{format_size(i.disk_bytes)} · {i.updated[:16].replace('T', ' ')}"), (0, 0, 0, 2)))
 
 
 @sessions.command("show")

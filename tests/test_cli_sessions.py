@@ -36,3 +36,20 @@ def test_sessions_list_show_rename_rm(ikv, book, ikv_home):
     assert not (ikv_home / "sessions" / "book").exists()
     assert json.loads(ikv("sessions", "list", "--json").stdout) == []
     assert_one_line_error(ikv("sessions", "show", "book"), 7, "no session named")
+
+
+def test_sessions_list_shows_a_long_name_in_full_in_a_narrow_terminal_and_plain_when_piped(
+        ikv, folder):
+    import re
+
+    long = "bar-chart-of-quarterly-results-2026"
+    assert ikv("sessions", "rename", "m", long).returncode == 0
+    piped = ikv("sessions", "list").stdout.splitlines()
+    assert piped[0].split("\t")[:3] == ["session", "model", "window"]
+    row = piped[1].split("\t")
+    assert row[0] == long and row[2] == "512" and len(row) == 9  # plain numbers, no commas
+    for width in ("80", "160"):
+        run = ikv("sessions", "list", env={"FORCE_COLOR": "1", "COLUMNS": width})
+        shown = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)
+        assert long in shown and "…" not in shown, shown
+        assert "archived" in shown and "512" in shown
