@@ -2,9 +2,10 @@
 
 The question is decoded beside a copy of the sink (as the sketch was calibrated: BOS, then
 the question), its de-roped keys become query sketches, the index returns the nearest
-records, each hit grows to whole sentences, and the spans are re-ranked by how well all of
-the question's tokens find a partner in them. The chosen spans, in their original order,
-become the tokens of the recall slot.
+records, every record of a rare question token (a name) joins them, each grows to whole
+sentences, and the spans are re-ranked by how well all of the question's tokens find a
+partner in them and by the question's token ids they hold. The chosen spans, in their
+original order, become the tokens of the recall slot.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class RecallSettings:
     lexical: float = 0.5  # the IDF-weighted share of the question's token ids in a span
     rarity: float = 0.0  # question tokens weigh idf**rarity in the key rerank: measured no gain
     rare_hits: int = 8  # a question token archived at most this often: each occurrence a candidate
-    keep_ratio: float = 0.0  # spans scoring under this share of the best are left out
+    keep_ratio: float = 0.0  # spans under this share of the best score are left out: no gain
     slot_max: int | None = None  # fill at most this much of the slot; None: all of it
 
 
@@ -140,13 +141,13 @@ def find_spans(
     if not candidates:
         return []
     scores = score_spans(archive, candidates, queries, settings, query_tokens)
-    recs = archive.records()
-    names = archive.sources()
-    chosen = []
-    if settings.keep_ratio and len(scores):
+    if settings.keep_ratio:
         keep = scores >= settings.keep_ratio * scores.max()
         candidates = [c for c, k in zip(candidates, keep) if k]
         scores = scores[keep]
+    recs = archive.records()
+    names = archive.sources()
+    chosen = []
     for a, b, score in select_spans(candidates, scores, archive.usable[:n], budget):
         part = recs[a:b]
         source = int(part["source"][0])
