@@ -15,8 +15,14 @@ from threading import Event
 from ikv_local.errors import IkvError
 from ikv_local.filing import Origin
 from ikv_local.prompt import Message
-from ikv_local.recall import (SLOT_MARKERS, RecallSettings, Span, find_spans, query_sketches,
-                              slot_tokens)
+from ikv_local.recall import (
+    SLOT_MARKERS,
+    RecallSettings,
+    Span,
+    find_spans,
+    query_sketches,
+    slot_tokens,
+)
 from ikv_local.record import Role
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import Session

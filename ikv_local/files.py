@@ -15,12 +15,14 @@ import errno
 import fcntl
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from ikv_local.errors import IkvError
 
+T = TypeVar("T")
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
@@ -222,6 +224,17 @@ def one_at_a_time(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def made_once(lock: Path, ready: Callable[[], T | None], make: Callable[[], T]) -> T:
+    """What `ready()` finds; else, holding `lock`, what it finds now (another process may have
+    made it while this one waited) or what `make()` makes."""
+    got = ready()
+    if got is not None:
+        return got
+    with one_at_a_time(lock):
+        got = ready()
+        return got if got is not None else make()
 
 
 def guarded(path: Path, doing: str):  # type: ignore[no-untyped-def]

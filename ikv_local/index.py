@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 # ikv_local's preload has put the system C++ runtime first by now (cxx_runtime, docs/engine.md)
 from usearch.index import Index, MetricKind, ScalarKind, search
 
@@ -255,8 +256,8 @@ class SketchIndex:
         """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.uint8))
         if len(queries) == 1 or not self.meta["nlist"]:
-            return self._nearest(self.candidates(queries, nprobe), queries, k)
-        each = [self._nearest(self.candidates(q[None], nprobe), q[None], k) for q in queries]
+            return self._top_k(self.candidates(queries, nprobe), queries, k)
+        each = [self._top_k(self.candidates(q[None], nprobe), q[None], k) for q in queries]
         ids = np.concatenate([h.ids for h in each])
         dist = np.concatenate([h.distances for h in each])
         order = np.argsort(dist, kind="stable")
@@ -265,7 +266,7 @@ class SketchIndex:
         keep = np.sort(first)[:k]
         return Hits(ids[keep], dist[keep])
 
-    def _nearest(self, ids: np.ndarray, queries: np.ndarray, k: int) -> Hits:
+    def _top_k(self, ids: np.ndarray, queries: np.ndarray, k: int) -> Hits:
         usable = self.archive.usable
         ids = ids[usable[ids]] if len(ids) else ids
         if len(ids) == 0:

@@ -137,17 +137,22 @@ def damage(
 ) -> dict[tuple[str, str], Damage]:
     """Every pair's damage for `engine`'s model: from the cache, measuring what is missing."""
     sha = model_fingerprint(engine)["sha"]
-    known = cached(sha)
-    if any(p != REFERENCE and p not in known for p in pairs):
-        with files.one_at_a_time(_cache_path(sha).with_suffix(".lock")):
-            known = cached(sha)  # measured by another process while this one waited
-            missing = [p for p in pairs if p != REFERENCE and p not in known]
-            if missing:
-                t0 = time.perf_counter()
-                for d in measure(engine.path, missing, n_threads=engine.config.n_threads,
-                                 n_gpu_layers=engine.config.n_gpu_layers, progress=progress):
-                    known[d.type_k, d.type_v] = d
-                files.write_atomic(_cache_path(sha), json.dumps({
-                    "version": VERSION, "seconds": round(time.perf_counter() - t0, 1),
-                    "damage": [asdict(d) for d in known.values()]}).encode())
+
+    def ready() -> dict[tuple[str, str], Damage] | None:
+        known = cached(sha)
+        return known if all(p == REFERENCE or p in known for p in pairs) else None
+
+    def make() -> dict[tuple[str, str], Damage]:
+        known = cached(sha)
+        missing = [p for p in pairs if p != REFERENCE and p not in known]
+        t0 = time.perf_counter()
+        for d in measure(engine.path, missing, n_threads=engine.config.n_threads,
+                         n_gpu_layers=engine.config.n_gpu_layers, progress=progress):
+            known[d.type_k, d.type_v] = d
+        files.write_atomic(_cache_path(sha), json.dumps({
+            "version": VERSION, "seconds": round(time.perf_counter() - t0, 1),
+            "damage": [asdict(d) for d in known.values()]}).encode())
+        return known
+
+    known = files.made_once(_cache_path(sha).with_suffix(".lock"), ready, make)
     return {p: known[p] for p in pairs if p in known}

@@ -90,12 +90,15 @@ def demo_model_path() -> Path:
     from importlib import import_module
 
     assemble = import_module(DEMO_PACKAGE).assemble
+
+    def make() -> Path:
+        with files.replaced(target) as tmp:
+            assemble(tmp, overwrite=True)  # the package checks the digest itself
+        return target
+
     try:
-        with files.one_at_a_time(target.with_name(f".{target.name}.lock")):
-            if verified(target, demo.sha256):  # assembled by another process meanwhile
-                return target
-            with files.replaced(target) as tmp:
-                assemble(tmp, overwrite=True)  # the package checks the digest itself
+        files.made_once(target.with_name(f".{target.name}.lock"),
+                        lambda: target if verified(target, demo.sha256) else None, make)
     except (OSError, ValueError, files.StorageError) as exc:
         raise ModelError(f"could not assemble the demo model into {target.parent}: {exc}") from exc
     if not verified(target, demo.sha256, rehash=True):

@@ -22,7 +22,8 @@ from ikv_local.index import SketchIndex
 from ikv_local.readout import read_cells
 from ikv_local.record import Flag
 from ikv_local.sequences import RECALL_SEQ, WINDOW_SEQ
-from ikv_local.sketch import SketchSpec, encode as encode_sketch, hamming, unit_keys, vectors
+from ikv_local.sketch import SketchSpec, hamming, unit_keys, vectors
+from ikv_local.sketch import encode as encode_sketch
 
 MAX_QUERY_TOKENS = 128
 HALF_BITS = 256  # Hamming distance of unrelated sketches (512 bits)

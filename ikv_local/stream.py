@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 from collections.abc import Sequence
 
-
 BLANK_LINE = "\n\n"
 
 

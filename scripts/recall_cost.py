@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from archive_bench import NOISE, synthetic  # noqa: E402
+from archive_bench import NOISE, synthetic
 
-from ikv_local import receipt  # noqa: E402
-from ikv_local.archive import Archive  # noqa: E402
-from ikv_local.index import SketchIndex  # noqa: E402
-from ikv_local.recall import RecallSettings, find_spans  # noqa: E402
-from ikv_local.record import Flag, encode  # noqa: E402
+from ikv_local import receipt
+from ikv_local.archive import Archive
+from ikv_local.index import SketchIndex
+from ikv_local.recall import RecallSettings, find_spans
+from ikv_local.record import Flag, encode
 
 BATCH = 512
 QUESTION = 12

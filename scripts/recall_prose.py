@@ -24,6 +24,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -118,14 +119,14 @@ def prose_paragraphs() -> list[str]:
     return out
 
 
-def document(paragraphs: list[str], n_tokens: int, count) -> str:  # type: ignore[no-untyped-def]
+def document(paragraphs: list[str], n_tokens: int, tokenize: Callable[[str], list[int]]) -> str:
     """About `n_tokens` of prose with the facts planted at evenly spread depths."""
     taken, total = [], 0
     for p in paragraphs:
         if total >= n_tokens:
             break
         taken.append(p)
-        total += count(p) + 1
+        total += len(tokenize(p)) + 1
     if total < n_tokens:
         raise SystemExit(f"only {total} tokens of prose; ask for a smaller document")
     for i, fact in enumerate(FACTS):  # depth (i + 0.5) / 16 of the paragraphs
@@ -181,7 +182,7 @@ def main() -> int:
                                            create=not (Path(home) / "sessions" / name).exists())) as s:
                 eng = s.engine
                 assert eng is not None
-                doc = document(paragraphs, t * a.ctx_size, lambda p: len(eng.tokenize(p)))
+                doc = document(paragraphs, t * a.ctx_size, eng.tokenize)
                 hashes[f"{label}-{t}x"] = hashlib.sha256(doc.encode()).hexdigest()
                 if not s.archive.sources():
                     path = Path(home) / f"{label}-{t}x.txt"

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set in pytest-xdist's worker processes
 if WORKER:
     # two llama.cpp processes spinning two threads each on two cores run 3-4 times slower

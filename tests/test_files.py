@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import NAME, assert_one_line_error, run_ikv
 from faults import sweep
+
 from ikv_local import files
 from ikv_local.files import StorageError, private_dir, write_atomic
 
@@ -146,3 +146,31 @@ def test_one_at_a_time_makes_a_second_holder_wait_for_the_first(tmp_path):
     t.join()
     assert order == ["first done", "second in"]
     assert _mode(lock) == 0o600 and _mode(lock.parent) == 0o700
+
+
+def test_made_once_reads_what_a_holder_made_while_it_waited(tmp_path):
+    import threading
+    import time
+
+    lock, made = tmp_path / "x.lock", tmp_path / "x.json"
+    calls: list[str] = []
+    held = threading.Event()
+
+    def ready() -> str | None:
+        return made.read_text() if made.exists() else None
+
+    def first() -> None:
+        with files.one_at_a_time(lock):
+            held.set()
+            time.sleep(0.3)
+            made.write_text("first")
+
+    t = threading.Thread(target=first)
+    t.start()
+    held.wait()
+    got = files.made_once(lock, ready, lambda: calls.append("made") or "second")
+    t.join()
+    assert got == "first" and calls == []  # read again under the lock, not made twice
+    made.unlink()
+    assert files.made_once(lock, ready, lambda: calls.append("made") or "second") == "second"
+    assert calls == ["made"]

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ikv_local.recall import (RecallSettings, _merge, _sentence, find_spans, query_sketches, select_spans,
-                              slot_tokens)
+from ikv_local.recall import (
+    RecallSettings,
+    _merge,
+    _sentence,
+    find_spans,
+    query_sketches,
+    select_spans,
+    slot_tokens,
+)
 from ikv_local.record import Flag
 
 S = int(Flag.SENTENCE_START)
