@@ -223,11 +223,14 @@ def respond(
     refuse_too_long(len(prompt), window.layout)
     spans: list[Span] = []
     recall_s = 0.0
+    # the query is decoded beside the sink while the window holds its cells: free the slot
+    # (about to be replaced) and age what the prompt will push out anyway, or a long question
+    # in a full window finds no free cell
+    window.clear_slot()
+    window.make_room(len(prompt))
     if recall and window.archived:
         spans = recall_into_slot(session, query, settings)
         recall_s = time.perf_counter() - t0
-    else:
-        window.clear_slot()
     chat = session.archive.source_id("chat") if session.options.writable else 0
     segment = window.stream_end
     window.append(prompt, Origin(Role.USER, chat, segment), logits_last=True)

@@ -117,3 +117,25 @@ def test_a_turn_logged_after_the_last_checkpoint_is_cut(demo_path):
         with Session("c", OpenOptions()) as s:
             assert len(s.history) == 1
     assert len(History(sessions_dir() / "c")) == 1
+
+
+def test_a_question_as_long_as_allowed_is_answered_in_a_full_window(demo_path):
+    """The query is decoded beside the sink while the window holds its cells; a long question
+    in a full window once found no free cell (EngineError: no room in the KV cache)."""
+    from ikv_local.ask import question_cap
+
+    with Session("c", OpenOptions(create=True, n_ctx=512)) as s:
+        chat = Chat(s, GREEDY)
+        i = 0
+        while s.window.cells + 128 <= s.window.layout.n_ctx:  # 128: a batch of the query
+            chat.turn(". ".join(FILLER[i : i + 3]) + ".")
+            i += 3
+        words = " ".join(FILLER).split()
+        cap = question_cap(s.window.layout)
+        n = len(words)
+        while len(s.engine.tokenize(s.chat_format.user(" ".join(words[:n])), special=True)) > cap:
+            n -= 5
+        question = " ".join(words[:n])
+        assert len(s.engine.tokenize(question)) > s.window.layout.slot  # more than the slot frees
+        turn, _ = chat.turn(question)
+        assert turn.recalled and s.window.cells <= s.window.layout.n_ctx
