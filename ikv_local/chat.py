@@ -13,7 +13,9 @@ from pathlib import Path
 from threading import Event
 
 from ikv_local import interrupts
-from ikv_local.ask import Answer, readable, respond
+from ikv_local.ask import Answer, readable, refuse_too_long, respond
+from ikv_local.branch import copy_session, rewind
+from ikv_local.checkpoint import SessionError
 from ikv_local.filing import Origin
 from ikv_local.history import Turn
 from ikv_local.recall import RecallSettings
@@ -100,7 +102,7 @@ class Chat:
         user = readable(user, "the message")
         session, window, fmt = self.session, self.session.window, self.session.chat_format
         s = self.settings
-        start = window.stream_end
+        start, window_from = window.stream_end, window.archived + window.dropped
         answer = respond(session, user, fmt.user(user), fmt.stops, recall=s.recall,
                          max_tokens=s.max_tokens, params=s.params, recall_every=s.recall_every,
                          settings=s.recall_settings, on_text=on_text, cancel=cancel)
@@ -111,12 +113,53 @@ class Chat:
             stopped=answer.stopped, tokens=answer.tokens,
             ttft_seconds=round(answer.first_token_seconds or 0.0, 4),
             recall_seconds=round(answer.recall_seconds, 4), tokens_per_s=answer.tokens_per_s,
+            window_from=window_from,
         )
         with interrupts.held():  # the turn is logged and checkpointed whole, or not at all
             session.history.append(turn)
             session.index.refresh()
             session.save()
         return turn, answer
+
+    # -- going back (branch.py) -----------------------------------------------------------
+
+    def undo(self, n: int = 1) -> list[Turn]:
+        """Take back the last n turns: window, archive and log as they were before them."""
+        if n < 1:
+            raise SessionError("/undo takes a number of turns, 1 or more")
+        last = self.session.history.last
+        if n > len(self.session.history):
+            raise SessionError(f"/undo {n}: this session has {len(self.session.history)} "
+                               "turn(s) to take back")
+        return rewind(self.session, last - n, "undo")
+
+    def retry(self, *, on_text: Callable[[str], None] | None = None,
+              cancel: Event | None = None) -> tuple[Turn, Answer]:
+        """A new answer to the last question; the old one is kept as an alternative."""
+        last = self._last_or_refuse("retry")
+        rewind(self.session, last.n - 1, "retry")
+        return self.turn(last.user, on_text=on_text, cancel=cancel)
+
+    def edit(self, user: str, *, on_text: Callable[[str], None] | None = None,
+             cancel: Event | None = None) -> tuple[Turn, Answer]:
+        """The last question changed and answered again; the old turn is kept as an alternative."""
+        last = self._last_or_refuse("edit")
+        user = readable(user, "the message")
+        refuse_too_long(len(self.session.engine.tokenize(  # type: ignore[union-attr]
+            self.session.chat_format.user(user), special=True)), self.session.window.layout)
+        rewind(self.session, last.n - 1, "edit")
+        return self.turn(user, on_text=on_text, cancel=cancel)
+
+    def fork(self, new: str) -> Path:
+        """A new session sharing everything up to now; this one goes on untouched."""
+        self.session.save()
+        return copy_session(self.session.folder, new)
+
+    def _last_or_refuse(self, what: str) -> Turn:
+        last = self.last
+        if last is None or last.n != self.session.history.last:
+            raise SessionError(f"/{what}: there is no turn to {what} yet")
+        return last
 
     def _close(self, answer: Answer, origin: Origin) -> None:
         """Leave exactly the shown answer and the format's end of turn in the window.

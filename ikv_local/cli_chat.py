@@ -31,6 +31,11 @@ HELP = """\
 /memory            window fill, archived tokens, bytes on disk
 /history [N]       the last N turns (5)
 /system [TEXT]     show the system prompt, or set a new one
+/retry             a new answer to the last question (the old one is kept as an alternative)
+/edit [TEXT]       change the last question and answer again (no TEXT: edit it in place)
+/undo [N]          take back the last N turns (1): window, archive and log as before them
+/fork NAME         a new session sharing everything up to now; this one goes on
+/alternatives [N]  answers taken back from turn N (the last)
 /save              checkpoint now (ikv also does after every turn)
 /exit              leave (so does Ctrl-D); Ctrl-C stops an answer
 A line ending in \\ continues on the next line."""
@@ -55,7 +60,7 @@ class Shell:
 
     # -- turns ---------------------------------------------------------------------
 
-    def turn(self, text: str) -> None:
+    def turn(self, text: str, how: str = "turn") -> None:
         from ikv_local.ask import QuestionTooLong
         from ikv_local.chat import span_origin
 
@@ -71,8 +76,10 @@ class Shell:
 
         old = signal.signal(signal.SIGINT, lambda *_: cancel.set()) if self.interactive else None
         try:
-            turn, answer = self.chat.turn(text, on_text=None if self.json_out else show,
-                                          cancel=cancel)
+            run = {"turn": lambda **kw: self.chat.turn(text, **kw),
+                   "retry": lambda **kw: self.chat.retry(**kw),
+                   "edit": lambda **kw: self.chat.edit(text, **kw)}[how]
+            turn, answer = run(on_text=None if self.json_out else show, cancel=cancel)
         except QuestionTooLong as exc:  # refused before anything was read: the chat goes on
             self.err.print(f"ikv: error: {exc}", style="red" if self.interactive else None,
                            markup=False, soft_wrap=True)
@@ -115,6 +122,11 @@ class Shell:
             "history": self.history,
             "system": self.system,
             "save": self.save,
+            "retry": self.retry,
+            "edit": self.edit,
+            "undo": self.undo,
+            "fork": self.fork,
+            "alternatives": self.alternatives, "alt": self.alternatives,
         }.get(name.lower())
         if name.lower() in {"exit", "quit", "q", "bye"}:
             return EXIT
@@ -192,6 +204,62 @@ class Shell:
         self.session.save()
         self.info.print(f"system prompt set ({self.session.window.layout.sink:,} sink tokens); "
                         f"the {recent:,} recent tokens were read again after it", markup=False)
+
+    def retry(self, _: str) -> None:
+        self.turn("", how="retry")
+
+    def edit(self, arg: str) -> None:
+        last = self.chat.last
+        if not arg and last is not None and self.interactive:
+            import readline
+
+            readline.set_startup_hook(lambda: readline.insert_text(last.user))
+            try:
+                arg = input("edit> ")
+            finally:
+                readline.set_startup_hook()
+        if not arg.strip():
+            self.info.print("/edit TEXT: the new words for the last question", markup=False)
+            return
+        self.turn(arg, how="edit")
+
+    def undo(self, arg: str) -> None:
+        from ikv_local.checkpoint import SessionError
+
+        if arg and not arg.isdigit():
+            raise SessionError(f"/undo takes a number of turns: {arg!r}")
+        taken = self.chat.undo(int(arg) if arg else 1)
+        first = taken[0].n
+        which = f"turn {first}" if len(taken) == 1 else f"turns {first}–{taken[-1].n}"
+        self.info.print(f"took back {which} (kept as alternatives, /alternatives {first}); "
+                        f"the window holds {self.session.window.stream_end:,} tokens as before "
+                        f"turn {first}", markup=False)
+
+    def fork(self, arg: str) -> None:
+        from ikv_local.checkpoint import SessionError
+
+        if not arg:
+            raise SessionError("/fork NAME: the new session's name")
+        self.chat.fork(arg)
+        self.info.print(f"forked session {arg!r} at turn {self.session.history.last}; this chat "
+                        f"goes on in {self.session.name!r}; resume the fork with: ikv chat "
+                        f"--session {arg}", markup=False)
+
+    def alternatives(self, arg: str) -> None:
+        from ikv_local.history import alternatives
+
+        n = int(arg) if arg.isdigit() else (self.chat.last.n + 1 if self.chat.last else 1)
+        found = alternatives(self.session.folder, n)
+        if not found and not arg.isdigit():  # after /undo: the turns just taken back
+            n -= 1
+            found = alternatives(self.session.folder, n)
+        if not found:
+            self.info.print(f"turn {n} has no alternatives", markup=False)
+            return
+        for i, alt in enumerate(found, 1):
+            self.info.print(f"[{n}.{i}] ({alt.why}, {alt.time}) you: {alt.turn.user}",
+                            markup=False, style="bold")
+            self.info.print(f"    ikv: {alt.turn.answer.strip()}", markup=False)
 
     def save(self, _: str) -> None:
         self.session.save()

@@ -1,4 +1,4 @@
-"""`ikv sessions`: list, show, rename, remove, prune, export, reindex, check and repair sessions.
+"""`ikv sessions`: list, show, rename, fork, remove, prune, export, reindex, check and repair sessions.
 
 Registered on the app by `ikv_local.cli`; heavy imports stay inside the commands.
 """
@@ -18,8 +18,8 @@ from ikv_local.cli_output import err_console
 from ikv_local.errors import IkvError
 from ikv_local.sizes import format_size
 
-sessions = typer.Typer(help="Sessions on disk: list, show, rename, remove, export, reindex, "
-                       "check, repair.",
+sessions = typer.Typer(help="Sessions on disk: list, show, rename, fork, remove, export, "
+                       "reindex, check, repair.",
                        no_args_is_help=True)
 
 
@@ -224,6 +224,28 @@ def sessions_rename(name: SessionArg,
 
     rename_session(name, new)
     err_console().print(f"renamed session {name!r} to {new!r}", markup=False)
+
+
+@sessions.command("fork")
+def sessions_fork(name: SessionArg,
+                  new: Annotated[str, typer.Argument(help="The new session's name.")],
+                  at_turn: Annotated[Optional[int], typer.Option(
+                      "--at-turn", help="Share turns 1 to N only (default: all of them).")] = None,
+                  model: ModelOpt = None, threads: ThreadsOpt = None,
+                  json_out: JsonOpt = False) -> None:
+    """A new session sharing NAME's conversation (up to a turn); NAME is left as it is."""
+    from ikv_local.branch import fork
+    from ikv_local.session import OpenOptions
+
+    err = err_console()
+    with err.status(f"forking {name}"):
+        done = fork(name, new, at_turn, OpenOptions(model=model, n_threads=threads))
+    if json_out:
+        print(json.dumps(asdict(done)))
+        return
+    err.print(f"forked session {new!r} from {name!r} at turn {done.at_turn} of {done.turns} "
+              f"({done.tokens:,} tokens); chat in it with: ikv chat --session {new}",
+              markup=False)
 
 
 @sessions.command("check")

@@ -5,9 +5,13 @@ turns as shown, what was recalled, timings). It is appended before each checkpoi
 checkpoint records how many turns it covers, so a line past that count (a crash between the
 two writes) is cut on the next writable open, and a torn last line is never read as a turn.
 
-Line formats: 1 (this one; lines carry no "format" key). A later format writes its number in
-each line and adds its step to `UPGRADES`; a line from a format newer than this ikv stops the
-open rather than being taken for damage.
+Line formats: 1 (lines carry no "format" key), 2 (this one: each line says "format": 2, and a
+turn logs `window_from`, where the window's recent tokens began when it started, which
+branch.py needs to rebuild that window exactly). Each step is in `UPGRADES`; a line from a
+format newer than this ikv stops the open rather than being taken for damage.
+
+Turns taken back (`/retry`, `/edit`, `/undo`) are not lost: they go to alternatives.jsonl,
+checksummed the same way, before the log is cut.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from ikv_local import files
 from ikv_local.files import write_atomic
 from ikv_local.metadata import MetadataError, Upgrade, build, upgrade
 
-LOG_FORMAT = 1
-UPGRADES: dict[int, Upgrade] = {}
+LOG_FORMAT = 2
+UPGRADES: dict[int, Upgrade] = {1: lambda data: {**data, "format": 2}}  # window_from unknown
 
 LOG_NAME = "turns.jsonl"
+ALTERNATIVES_NAME = "alternatives.jsonl"
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Turn:
     recall_seconds: float = 0.0
     tokens_per_s: float | None = None
     time: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    window_from: int | None = None  # stream position of the window's first recent token at `start`
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,21 +68,71 @@ def _digest(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-def encode_line(turn: Turn) -> bytes:
-    body = json.dumps(turn.to_dict(), ensure_ascii=False, separators=(",", ":"))
+def _encode(data: dict[str, Any]) -> bytes:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return f"{_digest(body)} {body}\n".encode()
+
+
+def _decode(line: bytes) -> Any:
+    """The JSON on a checksummed line; ValueError when the line is torn or altered."""
+    text = line.decode()
+    digest, body = text.rstrip("\n").split(" ", 1)
+    if _digest(body) != digest or not text.endswith("\n"):
+        raise ValueError("the line fails its checksum")
+    return json.loads(body)
+
+
+def encode_line(turn: Turn) -> bytes:
+    return _encode({"format": LOG_FORMAT, **turn.to_dict()})
 
 
 def decode_line(line: bytes) -> Turn | None:
     """The turn on a line, or None when the line is torn or altered."""
     try:
-        text = line.decode()
-        digest, body = text.rstrip("\n").split(" ", 1)
-        if _digest(body) != digest or not text.endswith("\n"):
-            return None
-        return Turn.from_dict(json.loads(body))
+        return Turn.from_dict(_decode(line))
     except (UnicodeDecodeError, ValueError, MetadataError):
         return None
+
+
+@dataclass
+class Alternative:
+    """A turn that was taken back, and why: retry, edit or undo."""
+
+    turn: Turn
+    why: str
+    time: str
+
+
+def set_aside(folder: Path, turns: list[Turn], why: str) -> None:
+    """Keep taken-back turns in alternatives.jsonl (one fsynced append) before the log is cut."""
+    if not turns:
+        return
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    lines = b"".join(_encode({"format": LOG_FORMAT, "why": why, "time": now,
+                              "turn": t.to_dict()}) for t in turns)
+    files.append(folder / ALTERNATIVES_NAME, lines, create=True)
+
+
+def alternatives(folder: Path, n: int | None = None) -> list[Alternative]:
+    """Taken-back turns (of turn number `n` only, when given), oldest first; torn or
+    altered lines are skipped, and so is one still identical to a turn in the log (a crash
+    between setting it aside and cutting the log)."""
+    path = folder / ALTERNATIVES_NAME
+    if not path.exists():
+        return []
+    live = {(t.n, t.start, t.time) for t in History(folder).turns}
+    out = []
+    for line in path.read_bytes().splitlines(keepends=True):
+        try:
+            data = _decode(line)
+            data = upgrade(data, LOG_FORMAT, UPGRADES, what=f"{ALTERNATIVES_NAME} line ")
+            turn = Turn.from_dict(data["turn"])
+            alt = Alternative(turn, str(data["why"]), str(data["time"]))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, MetadataError):
+            continue
+        if (n is None or turn.n == n) and (turn.n, turn.start, turn.time) not in live:
+            out.append(alt)
+    return out
 
 
 @dataclass

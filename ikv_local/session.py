@@ -65,7 +65,7 @@ from ikv_local.record import ArchiveFormatError, Role
 from ikv_local.sequences import N_SEQ
 from ikv_local.sketch import SketchSpec
 from ikv_local.support import check as check_memory
-from ikv_local.window import Layout, Window, WindowTooSmall
+from ikv_local.window import Layout, Recent, Window, WindowTooSmall
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -306,30 +306,36 @@ class Session:
 
     def _decode_lost_window(self, copy: WindowHeader | None) -> None:
         """Repair: the window decoded again from the token ids session.json keeps."""
-        window = self.window
-        window.start(self._sink(self.system))
         lost = self.archive.report.missing
         if copy is None:  # no copy (a format-1 session): the records say where the window was
             recent: dict[str, list[int]] = {"tokens": [], "roles": [], "sources": [],
                                             "segments": []}
-            window.archived = len(self.archive) - lost
-            window.dropped = lost
+            archived, dropped, previous = len(self.archive) - lost, lost, None
             if len(self.archive):
-                window.dropped = int(self.archive.records()["position"][-1]) + 1 - len(self.archive)
+                dropped = int(self.archive.records()["position"][-1]) + 1 - len(self.archive)
         else:
             recent = copy.recent
-            window.archived = copy.archived - lost
-            window.dropped = copy.dropped + lost
-            window.previous_token = copy.previous_token
-        tokens = recent["tokens"]
-        start = 0
-        for i in range(1, len(tokens) + 1):
-            key = lambda j: (recent["roles"][j], recent["sources"][j], recent["segments"][j])  # noqa: E731
-            if i == len(tokens) or key(i) != key(start):
-                window.append(tokens[start:i], Origin(Role(recent["roles"][start]),
-                                                      recent["sources"][start],
-                                                      recent["segments"][start]))
-                start = i
+            archived, dropped = copy.archived - lost, copy.dropped + lost
+            previous = copy.previous_token
+        self.window = self.decode_window(recent, archived, dropped, previous)
+
+    def decode_window(self, recent: dict[str, list[int]], archived: int, dropped: int,
+                      previous_token: int | None) -> Window:
+        """A window on this session's sink and layout holding `recent` (tokens and their
+        origins, as `Recent.to_dict` gives them), decoded again; nothing is filed, so
+        `recent` must fit the window's room for recent tokens. The engine's cache is
+        cleared first: the window this replaces is gone."""
+        window = self._window(self.window.layout)
+        window.start(self._sink(self.system))
+        window.archived, window.dropped = archived, dropped
+        window.previous_token = previous_token
+        if len(recent["tokens"]) > window.layout.recent_capacity:
+            raise SessionError(f"{len(recent['tokens']):,} recent tokens do not fit a window "
+                               f"with room for {window.layout.recent_capacity:,}")
+        r = Recent(*(list(recent[k]) for k in ("tokens", "roles", "sources", "segments")))
+        for a, b in r.runs(len(r)):
+            window.append(r.tokens[a:b], Origin(Role(r.roles[a]), r.sources[a], r.segments[a]))
+        return window
 
     def _sink(self, system: str) -> list[int]:
         """BOS, then the system prompt as the chat format writes it."""
@@ -397,8 +403,13 @@ class Session:
 
     # -- saving ------------------------------------------------------------------
 
-    def save(self) -> None:
-        """A checkpoint: the window's state, then the metadata (each replaced atomically)."""
+    def save(self, *, going_back: bool = False) -> None:
+        """A checkpoint: the window's state, then the metadata (each replaced atomically).
+
+        `going_back` (a rewind, whose counts are smaller than the last checkpoint's): the
+        metadata first, so a crash between the two leaves session.json a step behind
+        window.bin, as an interrupted save always does, and the open goes on from window.bin.
+        """
         if not self.options.writable:
             raise SessionError("this session was opened read-only")
         meta = self.meta
@@ -412,9 +423,12 @@ class Session:
         header = replace(snapshot, turns=self.history.last, turns_pruned=self.history.pruned,
                          pruned=self.archive.pruned, system=self.system,
                          session=meta.copy(), sources=self.archive.sources())
-        write_window(self.folder, header, state)
         meta.window = header.copy()
-        write_meta_file(self.folder / META_FILE, meta)
+        if going_back:
+            write_meta_file(self.folder / META_FILE, meta)
+        write_window(self.folder, header, state)
+        if not going_back:
+            write_meta_file(self.folder / META_FILE, meta)
 
     # -- reading -----------------------------------------------------------------
 

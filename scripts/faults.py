@@ -3,7 +3,8 @@
     python scripts/faults.py            # writes receipts/faults.json (about 20 minutes)
     python scripts/faults.py ingest     # one operation
 
-For each operation (ingest into a new and an existing session, a chat turn, prune, rename,
+For each operation (ingest into a new and an existing session, a chat turn, /undo, /retry,
+`sessions fork --at-turn`, prune, rename,
 reindex, repair of a sound session, repair of a session with its window lost and a turn
 damaged) the write calls are counted first; then each call in turn gets each fault kind:
 ENOSPC, EIO, SIGKILL before the write, SIGKILL half-way through it. After each, the session
@@ -27,8 +28,8 @@ from faults import KINDS, sweep  # noqa: E402
 from ikv_local import receipt  # noqa: E402
 from ikv_local.model_file import resolve_model  # noqa: E402
 
-OPS = ["ingest-new", "ingest", "chat-turn", "prune", "rename", "reindex", "repair",
-       "repair-damaged"]
+OPS = ["ingest-new", "ingest", "chat-turn", "undo", "retry", "fork", "prune", "rename",
+       "reindex", "repair", "repair-damaged"]
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ The hook is `IKV_FAULT` in ikv_local/files.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -42,6 +43,9 @@ def ops(docs: Path) -> dict[str, Op]:
            session="new"),
         Op("ingest", ("ingest", str(docs / "b.txt"), "--session", NAME)),
         Op("chat-turn", ("chat", "--session", NAME, "-n", "8"), stdin="Say hi.\n"),
+        Op("undo", ("chat", "--session", NAME), stdin="/undo 1\n"),
+        Op("retry", ("chat", "--session", NAME, "-n", "8"), stdin="/retry\n"),
+        Op("fork", ("sessions", "fork", NAME, "f", "--at-turn", "2"), session="f"),
         Op("prune", ("sessions", "prune", NAME, "--keep-last", "1", "--yes")),
         Op("rename", ("sessions", "rename", NAME, "m2"), renamed_to="m2"),
         Op("reindex", ("sessions", "reindex", NAME)),
@@ -61,7 +65,7 @@ def run(args: tuple[str, ...], home: Path, stdin: str | None = None,
 
 
 def make_template(root: Path) -> tuple[Path, Path]:
-    """A home with session NAME (a rolled window, a chat turn, two documents) and documents."""
+    """A home with session NAME (a rolled window, three chat turns around two documents)."""
     docs = root / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text(build(40, [], [], seed=1).text)
@@ -69,7 +73,8 @@ def make_template(root: Path) -> tuple[Path, Path]:
     home = root / "template"
     for args, stdin in ((("ingest", str(docs / "a.txt"), "--session", NAME, "-c", "512"), None),
                         (("chat", "--session", NAME, "-n", "8"), "Say hello.\n"),
-                        (("ingest", str(docs / "b.txt"), "--session", NAME), None)):
+                        (("ingest", str(docs / "b.txt"), "--session", NAME), None),
+                        (("chat", "--session", NAME, "-n", "8"), "Say bye.\nSay thanks.\n")):
         done = run(args, home, stdin)
         if done.returncode != 0:
             raise RuntimeError(done.stderr)
@@ -200,6 +205,15 @@ def trial(op: Op, call: int, site: str, kind: str, template: Path, scratch: Path
             return fail(f"open: {exc}")
     if before is not None:
         now = Snapshot.of(folder)
+        if op.name in ("undo", "retry"):  # the last turn taken back: what came before it stays
+            lines = before.turns.splitlines(keepends=True)
+            last = json.loads(lines[-1].split(b" ", 1)[1])
+            kept = last["window_from"] * RECORD_SIZE  # (the template prunes nothing)
+            if now.records[:kept] != before.records[:kept]:
+                return fail("records before the taken-back turn changed")
+            if not now.turns.startswith(b"".join(lines[:-1])):
+                return fail("turns before the taken-back turn changed")
+            return out
         if op.name != "prune" and not now.records.startswith(before.records):
             return fail("committed records changed")
         if op.name != "prune" and not op.damaged and not now.turns.startswith(before.turns):

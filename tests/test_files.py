@@ -116,7 +116,8 @@ def test_a_read_only_filesystem_reads_and_refuses_writes_in_one_line(folder, rea
 
 @pytest.mark.slow
 @pytest.mark.parametrize("op,kinds", [("ingest", ("enospc", "kill")),
-                                      ("chat-turn", ("enospc", "eio", "kill", "torn"))])
+                                      ("chat-turn", ("enospc", "eio", "kill", "torn")),
+                                      ("undo", ("enospc", "kill")), ("fork", ("kill",))])
 def test_every_write_of_an_operation_survives_every_fault(demo_path, op, kinds):
     """A slice of scripts/faults.py: each write call in turn fails or dies; nothing is lost."""
     result, sites = sweep([op], kinds)

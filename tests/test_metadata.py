@@ -108,10 +108,14 @@ def test_session_json_checksum_and_newer_format(tmp_path):
 
 
 def test_turn_lines_are_checked_and_newer_lines_refused(tmp_path):
-    turn = Turn(1, "q", "a", 0, 5)
-    assert decode_line(encode_line(turn)) == turn and LOG_FORMAT == 1
-    body = json.dumps({**turn.to_dict(), "tokens": "five"})
+    turn = Turn(1, "q", "a", 0, 5, window_from=0)
+    assert decode_line(encode_line(turn)) == turn and LOG_FORMAT == 2
     from ikv_local.history import _digest
+
+    older = {k: v for k, v in turn.to_dict().items() if k != "window_from"}  # format 1
+    line = json.dumps(older)
+    assert decode_line(f"{_digest(line)} {line}\n".encode()) == Turn(1, "q", "a", 0, 5)
+    body = json.dumps({**turn.to_dict(), "tokens": "five"})
 
     assert decode_line(f"{_digest(body)} {body}\n".encode()) is None  # wrong type: damage
     newer = json.dumps({**turn.to_dict(), "format": LOG_FORMAT + 1})

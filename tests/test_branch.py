@@ -1,0 +1,186 @@
+"""Undo, retry, edit and fork on the real demo model: the window, the archive and the turn log
+end exactly as the same conversation typed without the mistake would leave them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ikv_local.branch import fork, plan_rewind
+from ikv_local.chat import Chat, ChatSettings
+from ikv_local.checkpoint import SessionError
+from ikv_local.haystack import build
+from ikv_local.history import alternatives
+from ikv_local.sampling import SamplingParams
+from ikv_local.session import OpenOptions, Session, sessions_dir
+
+GREEDY = ChatSettings(max_tokens=12, params=SamplingParams.greedy())
+FILLER = build(40, [], [], seed=5).text.split(". ")
+LINES = [". ".join(FILLER[3 * i : 3 * i + 3]) + "." for i in range(12)]
+
+
+def state(s: Session) -> dict[str, object]:
+    """Everything a session holds, by token id: window, archive, log."""
+    w = s.window
+    records = s.archive.records()
+    return {
+        "sink": list(w.sink_tokens),
+        "recent": w.recent.to_dict(),
+        "archived": w.archived,
+        "records": [(int(r["position"]), int(r["token"]), int(r["role"]), int(r["segment"]))
+                    for r in records],
+        "turns": [(t.n, t.user, t.start, t.end, t.window_from) for t in s.history.turns],
+        "stream_end": w.stream_end,
+    }
+
+
+def before_last_answer(s: Session) -> dict[str, object]:
+    """`state` up to where the last turn's answer begins.
+
+    The window's tokens are rebuilt exactly, but its cache values are decoded again (in
+    blocks, at their final positions, where the original was decoded token by token and
+    shifted), so a greedy answer may part from the original at a near-tie: seen once, "the
+    map" against "the stone bridge". What came before the answer must be identical.
+    """
+    last = s.history.turns[-1]
+    cut = last.start + len(s.engine.tokenize(s.chat_format.user(last.user), special=True))
+    full = state(s)
+    w = s.window
+    first = w.archived + w.dropped
+    return {
+        **full,
+        "recent": {k: v[: cut - first] for k, v in w.recent.to_dict().items()},
+        "records": [r for r in full["records"] if r[0] < cut],  # type: ignore[attr-defined]
+        "archived": None, "stream_end": None,
+        "turns": [(t.n, t.user, t.start, t.window_from) for t in s.history.turns],
+    }
+
+
+def typed(name: str, lines: list[str]) -> dict[str, object]:
+    with Session(name, OpenOptions(create=True, n_ctx=512)) as s:
+        chat = Chat(s, GREEDY)
+        for line in lines:
+            chat.turn(line)
+        return state(s)
+
+
+def test_undo_across_a_roll_leaves_what_the_conversation_without_the_turns_would(demo_path):
+    with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
+        chat = Chat(s, GREEDY)
+        for line in LINES[:6]:
+            chat.turn(line)
+        archived_before = s.window.archived
+        for line in LINES[6:10]:
+            chat.turn(line)
+        assert s.window.archived > archived_before  # the turns taken back rolled the window
+        taken = chat.undo(4)
+        assert [t.n for t in taken] == [7, 8, 9, 10]
+        after_undo = state(s)
+    assert after_undo == typed("b", LINES[:6])
+    with Session("a", OpenOptions()) as s:  # what was saved is what was left
+        assert state(s) == after_undo
+        assert [a.turn.n for a in alternatives(s.folder)] == [7, 8, 9, 10]
+        assert {a.why for a in alternatives(s.folder)} == {"undo"}
+
+
+@pytest.mark.slow
+def test_edit_and_retry_answer_as_the_conversation_typed_right(demo_path):
+    with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
+        chat = Chat(s, GREEDY)
+        for line in LINES[:7]:
+            chat.turn(line)
+        archived = s.window.archived
+        chat.turn("Wrong words, typed by mistake: " + " ".join(LINES[8:11]))
+        assert s.window.archived > archived  # the mistake rolled the window
+        turn, _ = chat.edit(LINES[7])
+        assert turn.n == 8
+        edited = before_last_answer(s)
+        retried, _ = chat.retry()
+        assert retried.n == 8 and retried.user == LINES[7]
+        assert before_last_answer(s) == edited
+        answers = [t.answer for t in s.history.turns[:-1]]
+        alts = alternatives(s.folder, 8)
+    assert [a.why for a in alts] == ["edit", "retry"]
+    assert alts[0].turn.user.startswith("Wrong words") and alts[1].turn.user == LINES[7]
+    with Session("b", OpenOptions(create=True, n_ctx=512)) as s:
+        chat = Chat(s, GREEDY)
+        for line in LINES[:8]:
+            chat.turn(line)
+        assert before_last_answer(s) == edited
+        assert [t.answer for t in s.history.turns[:-1]] == answers
+
+
+def test_nothing_to_take_back_and_too_many_are_refused_and_change_nothing(demo_path):
+    with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
+        chat = Chat(s, GREEDY)
+        with pytest.raises(SessionError, match="no turn to retry"):
+            chat.retry()
+        chat.turn(LINES[0])
+        before = state(s)
+        with pytest.raises(SessionError, match="has 1 turn"):
+            chat.undo(999)
+        with pytest.raises(SessionError, match="number of turns"):
+            chat.undo(0)
+        assert state(s) == before
+        with pytest.raises(SessionError, match="already exists"):
+            chat.fork("a")
+
+
+@pytest.mark.slow
+def test_fork_at_a_turn_then_both_go_their_own_way(demo_path):
+    with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
+        chat = Chat(s, GREEDY)
+        for line in LINES[:8]:
+            chat.turn(line)
+        original = state(s)
+    done = fork("a", "f", at_turn=3)
+    assert (done.at_turn, done.turns) == (3, 8)
+    with Session("a", OpenOptions()) as s:
+        assert state(s) == original  # the original is untouched
+        assert not alternatives(s.folder)
+        Chat(s, GREEDY).turn("Only the original hears this sentence about the red kite.")
+    with Session("f", OpenOptions()) as s:
+        assert state(s) == typed("g", LINES[:3]) | {}  # exactly turns 1-3
+    with Session("f", OpenOptions()) as s:
+        turn, _ = Chat(s, GREEDY).turn("Only the fork hears this one about the blue heron.")
+        assert turn.n == 4
+        text = s.engine.detokenize(s.window.recent.tokens)
+        assert "heron" in text and "kite" not in text
+        assert not (s.folder / "alternatives.jsonl").exists()
+    with Session("a", OpenOptions()) as s:
+        assert len(s.history) == 9
+        assert "heron" not in s.engine.detokenize(s.window.recent.tokens)
+    assert not [p for p in sessions_dir().iterdir() if p.name.startswith(".fork-")]
+
+
+def test_fork_refuses_an_existing_name_and_a_turn_past_the_end(demo_path):
+    with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
+        Chat(s, GREEDY).turn(LINES[0])
+    with Session("b", OpenOptions(create=True, n_ctx=512)):
+        pass
+    with pytest.raises(SessionError, match="already exists"):
+        fork("a", "b")
+    with pytest.raises(SessionError, match="past them"):
+        fork("a", "c", at_turn=5)
+    assert not (sessions_dir() / "c").exists()
+    whole = fork("a", "c")
+    assert whole.at_turn == 1
+    with Session("c", OpenOptions()) as s:
+        assert len(s.history) == 1
+
+
+def test_a_document_after_the_point_is_not_taken_back(demo_path, tmp_path):
+    from ikv_local.ingest import ingest
+
+    with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
+        chat = Chat(s, GREEDY)
+        chat.turn(LINES[0])
+        doc = tmp_path / "d.txt"
+        doc.write_text(" ".join(LINES[1:4]))
+        ingest(s, [doc])
+        chat.turn(LINES[4])
+        with pytest.raises(SessionError, match="document was read"):
+            plan_rewind(s, 0)
+        assert plan_rewind(s, 1).keep == 1
+        positions = np.asarray(s.archive.records()["position"])
+        assert (np.diff(positions) == 1).all()
