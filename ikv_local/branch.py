@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -212,18 +212,8 @@ def fork(name: str, new: str, at_turn: int | None = None,
     when None); `name` is only read."""
     from ikv_local.session import read_meta
 
-    check_name(new)
     meta = read_meta(name)
-    if (sessions_dir() / new).exists():
-        raise SessionError(f"a session named {new!r} already exists")
-    last = meta.turns
-    at = last if at_turn is None else at_turn
-    if not 0 <= at <= last:
-        raise SessionError(f"session {name!r} has turns 1 to {last}; --at-turn {at} is past them"
-                           if at > last else f"--at-turn takes 0 to {last}")
-    if at < meta.turns_pruned:
-        raise SessionError(f"turns up to {meta.turns_pruned} of session {name!r} were pruned; "
-                           "cannot fork before them")
+    at = _fork_point(name, new, meta.turns, meta.turns_pruned, at_turn)
     folder = sessions_dir() / name
     fd = hold_lock(folder, name, exclusive=False)
     try:
@@ -231,21 +221,45 @@ def fork(name: str, new: str, at_turn: int | None = None,
     finally:
         if fd is not None:
             os.close(fd)
-    tokens = meta.tokens
-    if at < last:
-        try:
-            with Session(new, replace_writable(options)) as s:
-                rewind(s, at, why=None)
-                tokens = s.window.stream_end
-        except BaseException:
-            from ikv_local.session import remove_session
-
-            remove_session(new)  # a fork that cannot be rewound is not left looking whole
-            raise
-    return Fork(name, new, at, last, tokens)
+    return _rewound_copy(Fork(name, new, at, meta.turns, meta.tokens), options)
 
 
-def replace_writable(options: OpenOptions) -> OpenOptions:
-    from dataclasses import replace
+def fork_open(session: Session, new: str, at_turn: int | None = None) -> Fork:
+    """`fork` of a session this process has open (and holds the writer lock of)."""
+    history = session.history
+    at = _fork_point(session.name, new, history.last, history.pruned, at_turn)
+    session.save()
+    copy_session(session.folder, new)
+    options = replace(session.options, model=str(session.meta.model.path))
+    return _rewound_copy(Fork(session.name, new, at, history.last, session.window.stream_end),
+                         options)
 
-    return replace(options, writable=True, create=False, system=None)
+
+def _fork_point(name: str, new: str, last: int, pruned: int, at_turn: int | None) -> int:
+    check_name(new)
+    if (sessions_dir() / new).exists():
+        raise SessionError(f"a session named {new!r} already exists")
+    at = last if at_turn is None else at_turn
+    if at > last:
+        raise SessionError(f"session {name!r} has turns 1 to {last}; --at-turn {at} is past them")
+    if at < 0:
+        raise SessionError(f"--at-turn takes 0 to {last}")
+    if at < pruned:
+        raise SessionError(f"turns up to {pruned} of session {name!r} were pruned; cannot fork "
+                           "before them")
+    return at
+
+
+def _rewound_copy(done: Fork, options: OpenOptions) -> Fork:
+    """The copy taken back to the fork's turn (a second engine: the copy is its own session)."""
+    if done.at_turn == done.turns:
+        return done
+    try:
+        with Session(done.new, replace(options, writable=True, create=False, system=None)) as s:
+            rewind(s, done.at_turn, why=None)
+            return replace(done, tokens=s.window.stream_end)
+    except BaseException:
+        from ikv_local.session import remove_session
+
+        remove_session(done.new)  # a fork that cannot be rewound is not left looking whole
+        raise

@@ -14,7 +14,7 @@ from threading import Event
 
 from ikv_local import interrupts
 from ikv_local.ask import Answer, readable, refuse_too_long, respond
-from ikv_local.branch import copy_session, rewind
+from ikv_local.branch import Fork, fork_open, rewind
 from ikv_local.checkpoint import SessionError
 from ikv_local.filing import Origin
 from ikv_local.history import Turn
@@ -136,24 +136,36 @@ class Chat:
     def retry(self, *, on_text: Callable[[str], None] | None = None,
               cancel: Event | None = None) -> tuple[Turn, Answer]:
         """A new answer to the last question; the old one is kept as an alternative."""
-        last = self._last_or_refuse("retry")
-        rewind(self.session, last.n - 1, "retry")
+        last = self.take_back_last("retry")
         return self.turn(last.user, on_text=on_text, cancel=cancel)
 
     def edit(self, user: str, *, on_text: Callable[[str], None] | None = None,
              cancel: Event | None = None) -> tuple[Turn, Answer]:
         """The last question changed and answered again; the old turn is kept as an alternative."""
-        last = self._last_or_refuse("edit")
-        user = readable(user, "the message")
-        refuse_too_long(len(self.session.engine.tokenize(  # type: ignore[union-attr]
-            self.session.chat_format.user(user), special=True)), self.session.window.layout)
-        rewind(self.session, last.n - 1, "edit")
+        self._last_or_refuse("edit")
+        user = self.check_question(user)
+        self.take_back_last("edit")
         return self.turn(user, on_text=on_text, cancel=cancel)
 
-    def fork(self, new: str) -> Path:
-        """A new session sharing everything up to now; this one goes on untouched."""
-        self.session.save()
-        return copy_session(self.session.folder, new)
+    def take_back_last(self, why: str) -> Turn:
+        """The last turn taken back (kept as an alternative under `why`), before a new answer."""
+        last = self._last_or_refuse(why)
+        rewind(self.session, last.n - 1, why)
+        return last
+
+    def check_question(self, user: str) -> str:
+        """The message as it will be read; QuestionTooLong before anything changes."""
+        user = readable(user, "the message")
+        engine = self.session.engine
+        assert engine is not None
+        prompt = engine.tokenize(self.session.chat_format.user(user), special=True)
+        refuse_too_long(len(prompt), self.session.window.layout)
+        return user
+
+    def fork(self, new: str, at_turn: int | None = None) -> Fork:
+        """A new session sharing everything up to now (or up to `at_turn`); this one goes
+        on untouched."""
+        return fork_open(self.session, new, at_turn)
 
     def _last_or_refuse(self, what: str) -> Turn:
         last = self.last

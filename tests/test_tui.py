@@ -165,6 +165,67 @@ async def test_ingest_a_file_then_ask_about_it(demo_path, tmp_path):
                    for s in app.state.recalled)
 
 
+@pytest.mark.slow
+async def test_retry_edit_undo_fork_and_search_from_the_keys_and_the_message_menu(demo_path):
+    from ikv_local.history import alternatives
+    from ikv_local.session import Session, sessions_dir
+    from tui.steer import Alternatives, MessageMenu, SearchResults
+
+    lines = [". ".join(FILLER[3 * i : 3 * i + 3]) + "." for i in range(4)]
+    app = IkvApp("t", SMALL, GREEDY)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        for line in lines[:3]:
+            await _send(pilot, line)
+        await _send(pilot, "A message typed by mistake about the purple lighthouse.")
+        await pilot.press("ctrl+z")  # undo
+        await _settle(pilot)
+        assert [t.user for t in app.session.history.turns] == lines[:3]
+        assert [s.turn for s in app.query(Said)] == [1, 1, 2, 2, 3, 3]
+        await pilot.press("f4")  # edit the last message
+        box = app.query_one("#input")
+        assert box.value == lines[2] and app.editing
+        box.value = lines[3]
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert [t.user for t in app.session.history.turns] == [*lines[:2], lines[3]]
+        await pilot.press("ctrl+r")  # retry
+        await _settle(pilot)
+        assert [a.why for a in alternatives(app.session.folder, 3)] == ["edit", "retry"]
+        assert [s.turn for s in app.query(Said)] == [1, 1, 2, 2, 3, 3]
+        await pilot.press("f6")  # the last turn's alternatives, paged
+        await pilot.pause()
+        assert isinstance(app.screen, Alternatives)
+        assert "alternative 2 of 2" in str(app.screen.query_one("#meta").render())
+        await pilot.press("right")
+        assert "alternative 1 of 2" in str(app.screen.query_one("#meta").render())
+        await pilot.press("escape")
+        # the message menu: fork at turn 1
+        await pilot.click(list(app.query(Said))[0])
+        await pilot.pause()
+        assert isinstance(app.screen, MessageMenu)
+        options = app.screen.query_one("OptionList")
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        assert ids == ["undo", "fork", "alternatives"]  # not the last turn: no retry or edit
+        options.highlighted = ids.index("fork")
+        await pilot.press("enter")
+        await pilot.pause()
+        app.screen.query_one("Input").value = "branch"
+        await pilot.press("enter")
+        await _settle(pilot)
+        with Session("branch") as forked:
+            assert [t.user for t in forked.history.turns] == lines[:1]
+        assert len(app.session.history.turns) == 3
+        # search over every session, from the box above the list
+        app.query_one("#search").value = "purple lighthouse"
+        app.query_one("#search").focus()
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert isinstance(app.screen, SearchResults)
+        assert app.screen.hits and app.screen.hits[0].where == "chat, turn 4 (taken back: undo)"
+    assert (sessions_dir() / "branch").is_dir()
+
+
 # -- snapshots ---------------------------------------------------------------------------------
 
 def _app(name: str) -> IkvApp:

@@ -16,7 +16,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Header, ProgressBar
+from textual.widgets import Footer, Header, Input, ProgressBar
 
 from ikv_local.chat import Chat, ChatSettings, memory, span_origin
 from ikv_local.errors import IkvError
@@ -26,6 +26,7 @@ from ikv_local.session import (OpenOptions, Session, list_sessions, new_session_
 from tui.chat_view import ChatLog, HistoryInput, Said
 from tui.memory_map import MapState, MemoryView
 from tui.sessions import Ask, Confirm, SessionList
+from tui.steer import Alternatives, MessageMenu, SearchResults
 
 FLUSH_SECONDS = 0.05  # streamed text reaches the screen in blocks, not token by token
 
@@ -34,6 +35,8 @@ class IkvApp(App[None]):
     TITLE = "ikv"
     CSS = """
     #main { width: 1fr; }
+    #left { width: 30; }
+    #left Input { margin: 0; }
     #ingest { height: 1; margin: 0 1; display: none; }
     #ingest.running { display: block; }
     HistoryInput { margin: 0 1 1 1; }
@@ -44,6 +47,12 @@ class IkvApp(App[None]):
         Binding("f2", "rename_session", "Rename"),
         Binding("f8", "delete_session", "Delete"),
         Binding("ctrl+o", "ingest", "Ingest file"),
+        Binding("ctrl+r", "retry", "Retry"),
+        Binding("f4", "edit", "Edit last"),
+        Binding("ctrl+z", "undo", "Undo"),
+        Binding("ctrl+f", "fork", "Fork"),
+        Binding("f6", "alternatives", "Alternatives"),
+        Binding("f3", "search", "Search"),
         Binding("ctrl+t", "toggle_theme", "Theme"),
         Binding("ctrl+q", "quit", "Quit"),
     ]
@@ -60,6 +69,7 @@ class IkvApp(App[None]):
         self.engine_lock = threading.Lock()  # one llama.cpp job at a time
         self.cancel = threading.Event()
         self.busy = False
+        self.editing = False  # the input holds the last message, to be answered again
         self.state = MapState()
 
     # -- layout --------------------------------------------------------------------
@@ -67,7 +77,9 @@ class IkvApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal():
-            yield SessionList(id="sessions")
+            with Vertical(id="left"):
+                yield Input(placeholder="Search all sessions…", id="search")
+                yield SessionList(id="sessions")
             with Vertical(id="main"):
                 yield ChatLog(id="chat")
                 yield ProgressBar(id="ingest", show_eta=False)
@@ -120,6 +132,16 @@ class IkvApp(App[None]):
         self.sub_title = (f"{model_label(fp)} · window {s.window.layout.n_ctx:,} · "
                           f"temp {self.settings.params.temperature:g} · "
                           f"max {self.settings.max_tokens} tokens")
+        self._relog(turns)
+        self.query_one(HistoryInput).set_history([t.user for t in turns])
+        self._show(state)
+        self._refresh_sessions()
+        self._set_busy(False)
+
+    def _relog(self, turns: list[Any]) -> None:
+        """The conversation pane as the session's log has it (the last 50 turns)."""
+        s = self.session
+        assert s is not None
         log = self.query_one(ChatLog)
         log.clear()
         if s.system:
@@ -127,12 +149,8 @@ class IkvApp(App[None]):
         for d in s.meta.documents:
             log.note(f"document {Path(d.path).name}: {d.tokens:,} tokens")
         for t in turns[-50:]:
-            log.say("user", t.user)
-            log.say("assistant", t.answer.strip())
-        self.query_one(HistoryInput).set_history([t.user for t in turns])
-        self._show(state)
-        self._refresh_sessions()
-        self._set_busy(False)
+            log.say("user", t.user, t.n)
+            log.say("assistant", t.answer.strip(), t.n)
 
     def _failed(self, exc: Exception) -> None:
         self.notify(str(exc), severity="error", timeout=8)
@@ -203,7 +221,11 @@ class IkvApp(App[None]):
 
     # -- turns ---------------------------------------------------------------------
 
-    def on_input_submitted(self, event: HistoryInput.Submitted) -> None:
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "search":
+            if event.value.strip() and not self.busy:
+                self._search(event.value.strip())
+            return
         if event.input.id != "input":
             return
         text = event.value.strip()
@@ -214,15 +236,25 @@ class IkvApp(App[None]):
         box = self.query_one(HistoryInput)
         box.remember(text)
         box.value = ""
+        how = "edit" if self.editing else "turn"
+        self.editing = False
+        self._start(how, text)
+
+    def _start(self, how: str, text: str) -> None:
+        """A turn (`how`: turn, retry, edit) streaming into a new pair of messages."""
         log = self.query_one(ChatLog)
+        if how != "turn":  # the last turn's pair goes; the session takes it back in the worker
+            pair = [w for w in log.query(Said) if w.turn is not None][-2:]
+            for w in pair:
+                w.remove()
         log.say("user", text)
         said = log.say("assistant", "")
         self.cancel.clear()
         self._set_busy(True, "answering… (Esc stops)")
-        self.turn(text, said)
+        self.turn(text, said, how)
 
     @work(thread=True, group="engine")
-    def turn(self, text: str, said: Said) -> None:
+    def turn(self, text: str, said: Said, how: str = "turn") -> None:
         shown: list[str] = []  # the answer so far, about a piece per token
         last = [time.monotonic(), 0]  # when last shown, how many pieces
         began: list[float] = []
@@ -246,8 +278,14 @@ class IkvApp(App[None]):
                 self.call_from_thread(self._set_busy, False)
                 return
             try:
+                if how == "edit":
+                    text = self.chat.check_question(text)
+                if how != "turn":
+                    self.chat.take_back_last(how)
                 turn, _ = self.chat.turn(text, on_text=on_text, cancel=self.cancel)
             except IkvError as exc:
+                turns = list(self.chat.session.history.turns)
+                self.call_from_thread(self._relog, turns)
                 self.call_from_thread(self._failed, exc)
                 return
             flush()
@@ -261,6 +299,9 @@ class IkvApp(App[None]):
             self.query_one(MemoryView).live(replace(self.state, tokens_per_s=rate))
 
     def _turned(self, turn: Any, state: MapState) -> None:
+        said = [w for w in self.query_one(ChatLog).query(Said)][-2:]
+        for w in said:
+            w.turn = turn.n
         if turn.stopped == "cancel":
             self.query_one(ChatLog).note("[stopped]")
         self._show(state)
@@ -269,6 +310,153 @@ class IkvApp(App[None]):
 
     def action_stop(self) -> None:
         self.cancel.set()
+        if self.editing:
+            self.editing = False
+            self.query_one(HistoryInput).value = ""
+            self._set_busy(self.busy)
+
+    # -- going back: retry, edit, undo, fork, alternatives ----------------------------
+
+    def _last_turn(self) -> Any:
+        if self.session is None or self.busy or not self.session.history.turns:
+            if self.session is not None and not self.busy:
+                self.notify("no turn yet", severity="warning")
+            return None
+        return self.session.history.turns[-1]
+
+    def action_retry(self) -> None:
+        last = self._last_turn()
+        if last is not None:
+            self._start("retry", last.user)
+
+    def action_edit(self) -> None:
+        last = self._last_turn()
+        if last is None:
+            return
+        box = self.query_one(HistoryInput)
+        box.value = last.user
+        box.cursor_position = len(box.value)
+        box.focus()
+        self.editing = True
+        box.placeholder = "editing the last message (Enter answers again · Esc cancels)"
+
+    def action_undo(self, turns: int = 1) -> None:
+        if self._last_turn() is not None:
+            self._set_busy(True, "taking back…")
+            self._undo(turns)
+
+    @work(thread=True, group="engine")
+    def _undo(self, turns: int) -> None:
+        with self.engine_lock:
+            assert self.chat is not None
+            try:
+                taken = self.chat.undo(turns)
+            except IkvError as exc:
+                self.call_from_thread(self._failed, exc)
+                return
+            state, kept = self._state(), list(self.chat.session.history.turns)
+        self.call_from_thread(self._relog, kept)
+        self.call_from_thread(self.notify, f"took back {len(taken)} turn(s) from turn "
+                              f"{taken[0].n}; they are kept as alternatives")
+        self.call_from_thread(self._turned_back, state)
+
+    def _turned_back(self, state: MapState) -> None:
+        self._show(state)
+        self._refresh_sessions()
+        self._set_busy(False)
+
+    def action_fork(self, at_turn: int | None = None) -> None:
+        if self.session is None or self.busy:
+            return
+        where = f"at turn {at_turn}" if at_turn is not None else "here"
+
+        def named(new: str | None) -> None:
+            if new:
+                self._set_busy(True, f"forking {new}…")
+                self._fork(new, at_turn)
+
+        self.push_screen(Ask(f"Fork {self.session.name!r} {where} into a new session named:"),
+                         named)
+
+    @work(thread=True, group="engine")
+    def _fork(self, new: str, at_turn: int | None) -> None:
+        with self.engine_lock:
+            assert self.chat is not None
+            try:
+                done = self.chat.fork(new, at_turn)
+            except IkvError as exc:
+                self.call_from_thread(self._failed, exc)
+                return
+        self.call_from_thread(self.notify, f"forked {done.new!r} at turn {done.at_turn}; "
+                              "choose it on the left to go on there")
+        self.call_from_thread(self._turned_back, self.state)
+
+    def action_alternatives(self, turn: int | None = None) -> None:
+        from ikv_local.history import alternatives
+
+        if self.session is None:
+            return
+        n = turn if turn is not None else self.session.history.last
+        found = alternatives(self.session.folder, n)
+        if not found:
+            self.notify(f"turn {n} has no alternatives (Ctrl+R retries it)")
+            return
+        self.push_screen(Alternatives(n, found))
+
+    def on_said_clicked(self, event: Said.Clicked) -> None:
+        n = event.said.turn
+        if n is None or self.session is None or self.busy:
+            return
+        last = self.session.history.last
+        actions = []
+        if n == last:
+            actions += [("retry", "Retry: a new answer"), ("edit", "Edit this message")]
+        actions += [("undo", f"Undo back to before turn {n}"),
+                    ("fork", f"Fork a new session at turn {n}"),
+                    ("alternatives", "Alternatives of this turn")]
+
+        def chosen(key: str | None) -> None:
+            if key == "retry":
+                self.action_retry()
+            elif key == "edit":
+                self.action_edit()
+            elif key == "undo":
+                self.action_undo(last - n + 1)
+            elif key == "fork":
+                self.action_fork(n)
+            elif key == "alternatives":
+                self.action_alternatives(n)
+
+        self.push_screen(MessageMenu(f"turn {n}", actions), chosen)
+
+    # -- search ------------------------------------------------------------------------
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    @work(thread=True, group="engine")
+    def _search(self, query: str) -> None:
+        from ikv_local.search import search, search_session
+
+        with self.engine_lock:
+            current = self.session.name if self.session else None
+            hits = search_session(self.session, query) if self.session else []
+            others = [i.name for i in list_sessions() if i.problem is None and i.name != current]
+            found = search(query, others, options=replace(self.options, writable=False,
+                                                          create=False, system=None))
+        hits = sorted(hits + found.hits, key=lambda h: (-h.score, h.session, h.start))[:20]
+        self.call_from_thread(self._found, query, hits)
+
+    def _found(self, query: str, hits: list[Any]) -> None:
+        if not hits:
+            self.notify(f"nothing like {query!r} in any session", severity="warning")
+            return
+
+        def chosen(name: str | None) -> None:
+            if name and (self.session is None or name != self.session.name) and not self.busy:
+                self.open_session(name)
+
+        self.push_screen(SearchResults(query, hits), chosen)
 
     # -- ingest --------------------------------------------------------------------
 

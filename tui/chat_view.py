@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from textual import events
+from textual.message import Message
 from textual.containers import VerticalScroll
 from textual.widgets import Input, Markdown, Static
 
@@ -19,10 +21,23 @@ def as_markdown(text: str) -> str:
 
 
 class Said(Markdown):
-    """One message; the assistant's grows while it streams."""
+    """One message; the assistant's grows while it streams. A click asks for its menu."""
+
+    class Clicked(Message):
+        def __init__(self, said: Said) -> None:
+            super().__init__()
+            self.said = said
+
+    def __init__(self, text: str, *, turn: int | None = None, **kwargs: Any) -> None:
+        super().__init__(text, **kwargs)
+        self.turn = turn  # the turn this message belongs to (None: not logged yet)
 
     def show(self, text: str) -> None:
         self.update(as_markdown(text))
+
+    def on_click(self, event: events.Click) -> None:
+        event.stop()
+        self.post_message(self.Clicked(self))
 
     DEFAULT_CSS = """
     Said { margin: 0 0 1 0; padding: 0 1; }
@@ -37,8 +52,8 @@ class ChatLog(VerticalScroll):
     ChatLog .note { color: $text-muted; margin: 0 0 1 0; }
     """
 
-    def say(self, role: str, text: str) -> Said:
-        said = Said(as_markdown(text), classes=role)
+    def say(self, role: str, text: str, turn: int | None = None) -> Said:
+        said = Said(as_markdown(text), classes=role, turn=turn)
         self.mount(said)
         self.scroll_end(animate=False)
         return said
