@@ -184,3 +184,36 @@ def test_a_document_after_the_point_is_not_taken_back(demo_path, tmp_path):
         assert plan_rewind(s, 1).keep == 1
         positions = np.asarray(s.archive.records()["position"])
         assert (np.diff(positions) == 1).all()
+
+
+def test_a_log_from_before_window_from_still_goes_back_to_the_same_stream(demo_path):
+    """Turn log format 1 did not say where the window began; the rebuilt window then holds the
+    same stream split at a place of its own choosing, with room for an answer."""
+    import json
+
+    from ikv_local.branch import stream_slice
+    from ikv_local.history import _digest
+
+    with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
+        chat = Chat(s, GREEDY)
+        for line in LINES[:8]:
+            chat.turn(line)
+    log = sessions_dir() / "a" / "turns.jsonl"
+    lines = []
+    for raw in log.read_bytes().splitlines():
+        data = json.loads(raw.split(b" ", 1)[1])
+        del data["format"], data["window_from"]
+        body = json.dumps(data)
+        lines.append(f"{_digest(body)} {body}\n")
+    log.write_text("".join(lines))
+    with Session("a", OpenOptions()) as s:
+        assert s.history.turns[-1].window_from is None
+        Chat(s, GREEDY).undo(3)
+        w = s.window
+        held = stream_slice(s, 0, w.stream_end)["tokens"]
+        assert len(w.recent) <= w.layout.recent_capacity - w.layout.block
+    with Session("b", OpenOptions(create=True, n_ctx=512)) as s:
+        chat = Chat(s, GREEDY)
+        for line in LINES[:5]:
+            chat.turn(line)
+        assert stream_slice(s, 0, s.window.stream_end)["tokens"] == held

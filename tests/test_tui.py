@@ -167,6 +167,7 @@ async def test_ingest_a_file_then_ask_about_it(demo_path, tmp_path):
 
 @pytest.mark.slow
 async def test_retry_edit_undo_fork_and_search_from_the_keys_and_the_message_menu(demo_path):
+    from ikv_local.chat import Chat
     from ikv_local.history import alternatives
     from ikv_local.session import Session, sessions_dir
     from tui.steer import Alternatives, MessageMenu, SearchResults
@@ -181,6 +182,14 @@ async def test_retry_edit_undo_fork_and_search_from_the_keys_and_the_message_men
         await pilot.press("ctrl+z")  # undo
         await _settle(pilot)
         assert [t.user for t in app.session.history.turns] == lines[:3]
+        undone = (list(app.session.window.recent.tokens),
+                  [int(t) for t in app.session.archive.records()["token"]])
+        with Session("typed-right", replace(SMALL, create=True)) as s:  # typed without the mistake
+            chat = Chat(s, GREEDY)
+            for line in lines[:3]:
+                chat.turn(line)
+            assert undone == (list(s.window.recent.tokens),
+                              [int(t) for t in s.archive.records()["token"]])
         assert [s.turn for s in app.query(Said)] == [1, 1, 2, 2, 3, 3]
         await pilot.press("f4")  # edit the last message
         box = app.query_one("#input")
