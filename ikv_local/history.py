@@ -113,6 +113,21 @@ def set_aside(folder: Path, turns: list[Turn], why: str) -> None:
     files.append(folder / ALTERNATIVES_NAME, lines, create=True)
 
 
+def _drop_alternatives_before(folder: Path, first: int) -> None:
+    """Pruning forgets the turns taken back before turn `first` too (and any unreadable line)."""
+    path = folder / ALTERNATIVES_NAME
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_bytes().splitlines(keepends=True):
+        try:
+            if int(_decode(line)["turn"]["n"]) >= first:
+                kept.append(line)
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+            continue
+    write_atomic(path, b"".join(kept))
+
+
 def alternatives(folder: Path, n: int | None = None) -> list[Alternative]:
     """Taken-back turns (of turn number `n` only, when given), oldest first; torn or
     altered lines are skipped, and so is one still identical to a turn in the log (a crash
@@ -220,6 +235,7 @@ class History:
         write_atomic(self.path, b"".join(line.raw for line in kept))
         self._lines = kept
         self._index()
+        _drop_alternatives_before(self.path.parent, first)
         return len(gone)
 
     def set_aside(self) -> list[_Line]:

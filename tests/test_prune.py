@@ -12,6 +12,7 @@ import pytest
 from ikv_local.chat import Chat, ChatSettings
 from ikv_local.errors import IkvError
 from ikv_local.haystack import build
+from ikv_local.history import alternatives
 from ikv_local.ingest import ingest
 from ikv_local.prune import archived_before, cut_position, parse_date, prune
 from ikv_local.sampling import SamplingParams
@@ -80,12 +81,15 @@ def test_turns_before_a_date_leave_the_log_and_the_archive(demo_path):
         filler = build(40, [], [], seed=4).text.split(". ")
         for i in range(6):
             chat.turn(". ".join(filler[3 * i : 3 * i + 3]) + ".")
+            if i == 2:
+                chat.retry()  # an alternative of turn 3: pruned with it
         time.sleep(1.1)
         mark = dt.datetime.now(dt.timezone.utc)
         time.sleep(1.1)
         while s.window.archived < 400:
             chat.turn(". ".join(filler[3 * i : 3 * i + 3]) + ".")
             i = (i + 1) % 12
+        chat.retry()  # an alternative of the last turn: kept
         turns = len(s.history)
     with Session("t", OpenOptions()) as s:
         first_after = next(t for t in s.history.turns if parse_date(t.time) >= mark)
@@ -96,6 +100,7 @@ def test_turns_before_a_date_leave_the_log_and_the_archive(demo_path):
         assert [t.n for t in s.history.turns][0] == 7
     with Session("t", OpenOptions()) as s:
         assert len(s.history) == turns - 6 and s.history.last == turns
+        assert [a.turn.n for a in alternatives(s.folder)] == [turns]
         archive_end = s.window.archived + s.window.dropped
         assert archive_end > cut  # the turns after the mark left the window: some records stay
         assert int(s.archive.records()["position"][0]) == cut and len(s.archive) == archive_end - cut
