@@ -31,6 +31,7 @@ class ChatSettings:
     recall: bool = True
     recall_every: int = 0
     recall_settings: RecallSettings = field(default_factory=RecallSettings)
+    stops: tuple[str, ...] = ()  # where an answer ends besides the format's own stops
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Chat:
         session, window, fmt = self.session, self.session.window, self.session.chat_format
         s = self.settings
         start, window_from = window.stream_end, window.archived + window.dropped
-        answer = respond(session, user, fmt.user(user), fmt.stops, recall=s.recall,
+        answer = respond(session, user, fmt.user(user), fmt.stops + s.stops, recall=s.recall,
                          max_tokens=s.max_tokens, params=s.params, recall_every=s.recall_every,
                          settings=s.recall_settings, on_text=on_text, cancel=cancel)
         self._close(answer, Origin(Role.ASSISTANT, session.archive.source_id("chat"), start))
@@ -120,6 +121,29 @@ class Chat:
             session.index.refresh()
             session.save()
         return turn, answer
+
+    def record(self, user: str, answer: str) -> Turn:
+        """A turn said elsewhere (a client's earlier exchange the session has not seen): the
+        window gets it as the chat format writes it, the log and a checkpoint follow, and
+        nothing is generated. Too long for the window: QuestionTooLong, nothing kept."""
+        session, window, fmt = self.session, self.session.window, self.session.chat_format
+        engine = session.engine
+        assert engine is not None
+        user = self.check_question(user)
+        start, window_from = window.stream_end, window.archived + window.dropped
+        chat = session.archive.source_id("chat")
+        said = (" " if fmt.user_after.endswith(":") else "") + answer.strip()
+        tail = engine.tokenize(said) + engine.tokenize(fmt.assistant_after, special=True)
+        window.clear_slot()
+        window.append(engine.tokenize(fmt.user(user), special=True), Origin(Role.USER, chat, start))
+        window.append(tail, Origin(Role.ASSISTANT, chat, start))
+        turn = Turn(n=session.history.last + 1, user=user, answer=said, start=start,
+                    end=window.stream_end, stopped="given", window_from=window_from)
+        with interrupts.held():
+            session.history.append(turn)
+            session.index.refresh()
+            session.save()
+        return turn
 
     # -- going back (branch.py) -----------------------------------------------------------
 

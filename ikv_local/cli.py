@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ikv_local import cli_bench, cli_chat, cli_docs, cli_search, cli_sessions, interrupts
+from ikv_local import (cli_bench, cli_chat, cli_docs, cli_search, cli_serve, cli_sessions,
+                       interrupts)
 from ikv_local.cli_options import (CtxOpt, JsonOpt, MaxKlOpt, ModelArg, NglOpt, ThreadsOpt,
                                    window_checked)
 from ikv_local.cli_output import damage_progress, err_console, print_plan
@@ -181,6 +182,7 @@ app.command("ask")(cli_docs.ask_cmd)
 app.command("demo")(window_checked(cli_bench.demo_cmd))
 app.command("chat")(window_checked(cli_chat.chat_cmd))
 app.command("search")(cli_search.search_cmd)
+app.command("serve")(window_checked(cli_serve.serve_cmd))
 app.command("tui", help="The Textual chat app: sessions, conversation, and the memory at work.")(
     window_checked(cli_chat.chat_cmd))
 app.add_typer(cli_bench.bench, name="bench")

@@ -43,7 +43,7 @@ class Turn:
     start: int  # stream position where the user's turn begins
     end: int  # stream position after the answer
     recalled: list[dict[str, Any]] = field(default_factory=list)  # Span.to_dict()
-    stopped: str = "eog"  # why the answer ended: eog, stop, limit, cancel
+    stopped: str = "eog"  # why the answer ended: eog, stop, limit, cancel; given: not generated
     tokens: int = 0
     ttft_seconds: float = 0.0
     recall_seconds: float = 0.0

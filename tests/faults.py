@@ -203,6 +203,12 @@ def trial(op: Op, call: int, site: str, kind: str, template: Path, scratch: Path
                 pass
         except Exception as exc:  # noqa: BLE001
             return fail(f"open: {exc}")
+    if op.name == "fork":  # the original was only read: it must be as sound as before
+        with _home(home):
+            from ikv_local.repair import check
+
+            if not check(NAME).sound:
+                return fail(f"the original session {NAME!r} no longer verifies")
     if before is not None:
         now = Snapshot.of(folder)
         if op.name in ("undo", "retry"):  # the last turn taken back: what came before it stays
