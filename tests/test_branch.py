@@ -64,6 +64,7 @@ def typed(name: str, lines: list[str]) -> dict[str, object]:
         return state(s)
 
 
+@pytest.mark.slow
 def test_undo_across_a_roll_leaves_what_the_conversation_without_the_turns_would(demo_path):
     with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
         chat = Chat(s, GREEDY)
@@ -169,6 +170,7 @@ def test_fork_refuses_an_existing_name_and_a_turn_past_the_end(demo_path):
         assert len(s.history) == 1
 
 
+@pytest.mark.slow
 def test_a_document_after_the_point_is_not_taken_back(demo_path, tmp_path):
     from ikv_local.ingest import ingest
 
@@ -186,6 +188,7 @@ def test_a_document_after_the_point_is_not_taken_back(demo_path, tmp_path):
         assert (np.diff(positions) == 1).all()
 
 
+@pytest.mark.slow
 def test_a_log_from_before_window_from_still_goes_back_to_the_same_stream(demo_path):
     """Turn log format 1 did not say where the window began; the rebuilt window then holds the
     same stream split at a place of its own choosing, with room for an answer."""

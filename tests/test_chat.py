@@ -119,6 +119,7 @@ def test_a_turn_logged_after_the_last_checkpoint_is_cut(demo_path):
     assert len(History(sessions_dir() / "c")) == 1
 
 
+@pytest.mark.slow
 def test_a_question_as_long_as_allowed_is_answered_in_a_full_window(demo_path):
     """The query is decoded beside the sink while the window holds its cells; a long question
     in a full window once found no free cell (EngineError: no room in the KV cache)."""

@@ -44,6 +44,7 @@ def test_a_phrase_from_a_turn_hundreds_of_turns_ago_is_found(ikv):
     assert_one_line_error(ikv("search", "heron", "--session", "nope"), 7, "no session named")
 
 
+@pytest.mark.slow
 def test_documents_are_searched_by_words_and_by_meaning(demo_path, tmp_path):
     doc = tmp_path / "notes.txt"
     text = ". ".join(FILLER[:30]) + ". The vault code is 7316. " + ". ".join(FILLER[30:90]) + "."

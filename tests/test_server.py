@@ -24,12 +24,14 @@ from ikv_local.history import History
 from ikv_local.sampling import SamplingParams
 from ikv_local.server import create_app
 from ikv_local.service import Service
-from ikv_local.session import OpenOptions, list_sessions, sessions_dir
+from ikv_local.session import OpenOptions, list_sessions, session_info, sessions_dir
 
 pytestmark = pytest.mark.slow  # a model and a server per test
 
 FILLER = build(40, [], [], seed=12).text.split(". ")
 LINES = [". ".join(FILLER[3 * i : 3 * i + 3]) + "." for i in range(13)]
+TALK = build(120, [], [], seed=13).text.split(". ")
+LONG = [". ".join(TALK[5 * i : 5 * i + 5]) + "." for i in range(18)]  # ~4 windows of 512
 COUNT = "Count from 1 to 300: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
 
 
@@ -97,7 +99,7 @@ def test_a_long_conversation_sent_as_clients_send_it_recalls_the_first_turn(demo
         c = client(url)
         history: list[dict] = []
         sessions = set()
-        said = ["Please remember: the vault code is 7316.", *LINES, "What is the vault code?"]
+        said = ["Please remember: the vault code is 7316.", *LONG, "What is the vault code?"]
         for i, line in enumerate(said):
             history.append({"role": "user", "content": line})
             sent = history if i < 4 else history[-5:]  # the client keeps its last 5 messages
@@ -105,7 +107,9 @@ def test_a_long_conversation_sent_as_clients_send_it_recalls_the_first_turn(demo
             extra = r.model_extra["ikv"]
             sessions.add(extra["session"])
             history.append({"role": "assistant", "content": r.choices[0].message.content})
-        assert len(sessions) == 1 and extra["turn"] == len(LINES) + 2
+        assert len(sessions) == 1 and extra["turn"] == len(LONG) + 2
+        info = session_info(extra["session"])
+        assert info.tokens > 3 * 512 and info.archived_tokens > 2 * 512  # rolled several times
         found = [s for s in extra["recalled"] if "7316" in s["text"]]
         assert found and found[0]["from"] == "chat, turn 1"
         assert {"source", "start", "end", "score"} <= set(found[0])
@@ -223,24 +227,14 @@ def test_a_full_queue_is_429_and_a_client_that_leaves_stops_its_answer(demo_path
 
 
 def test_kill_9_mid_stream_then_the_session_resumes_from_its_last_turn(demo_path, ikv_cache):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = _free_port()
     cmd = [sys.executable, "-c", "from ikv_local.cli import main; main()", "serve", "-c", "512",
            "--port", str(port), "-n", "400"]
 
     def start() -> subprocess.Popen:
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    return proc
-            except httpx.TransportError:
-                time.sleep(0.2)
-        proc.kill()
-        raise AssertionError(proc.stderr.read() if proc.stderr else "no server")
+        proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, text=True)
+        _wait_healthy(port, proc)
+        return proc
 
     url = f"http://127.0.0.1:{port}/v1"
     proc = start()
@@ -270,3 +264,44 @@ def test_kill_9_mid_stream_then_the_session_resumes_from_its_last_turn(demo_path
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_the_startup_line_a_line_per_request_and_the_warning_off_loopback(demo_path, ikv_cache):
+    port = _free_port()
+    cmd = [sys.executable, "-c", "from ikv_local.cli import main; main()", "serve", "-c", "512",
+           "--host", "0.0.0.0", "--port", str(port), "-n", "4"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_healthy(port, proc)
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=120,
+                       json={"messages": [{"role": "user", "content": "Hi."}]})
+        assert r.status_code == 200
+    finally:
+        proc.terminate()
+        err = proc.communicate(timeout=30)[1]
+    assert "warning: serving on 0.0.0.0 without --api-key" in err
+    start = next(ln for ln in err.splitlines() if ln.startswith("ikv serve · "))
+    assert f"http://0.0.0.0:{port}/v1" in start and "gemma-3-270m-q4_k_m.gguf" in start
+    assert "sessions in " in start
+    logged = [ln for ln in err.splitlines() if ln.startswith("POST /v1/chat/completions 200")]
+    assert len(logged) == 1 and "turn 1" in logged[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(proc.stderr.read() if proc.stderr else "no server")
