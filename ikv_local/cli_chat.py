@@ -63,14 +63,13 @@ class Shell:
     def turn(self, text: str, how: str = "turn") -> None:
         from ikv_local.ask import QuestionTooLong
         from ikv_local.chat import span_origin
+        from ikv_local.stream import FirstTextTrimmed
 
         cancel = Event()
-        lead = [True]
+        trimmed = FirstTextTrimmed()
 
         def show(chunk: str) -> None:
-            if lead[0]:  # the plain format leaves a space after "Assistant:"
-                chunk = chunk.lstrip()
-                lead[0] = not chunk
+            chunk = trimmed(chunk)
             if chunk:
                 self.out.print(chunk, end="", markup=False, soft_wrap=True)
 

@@ -30,6 +30,7 @@ from ikv_local.chat import ChatSettings
 from ikv_local.conversation import BadRequest, Exchange, parse_messages
 from ikv_local.errors import IkvError
 from ikv_local.service import Busy, Reply, Service
+from ikv_local.stream import FirstTextTrimmed
 
 MAX_BODY = 8 << 20  # bytes in a request
 MAX_TOKENS = 1 << 16
@@ -176,12 +177,10 @@ def create_app(service: Service, *, api_key: str | None = None, max_body: int = 
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         cancel = threading.Event()
-        lead = [True]
+        trimmed = FirstTextTrimmed()
 
         def on_text(chunk: str) -> None:
-            if lead[0]:  # the plain format leaves a space after "Assistant:"
-                chunk = chunk.lstrip()
-                lead[0] = not chunk
+            chunk = trimmed(chunk)
             if chunk:
                 loop.call_soon_threadsafe(queue.put_nowait, ("text", chunk))
 

@@ -69,3 +69,17 @@ class AnswerText:
         new = self.text[self._shown : upto]
         self._shown = upto
         return new
+
+
+class FirstTextTrimmed:
+    """A streamed answer's pieces with the whitespace before its first text dropped: the
+    plain chat format leaves a space after "Assistant:" that nobody wants to see."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(self, chunk: str) -> str:
+        if not self.started:
+            chunk = chunk.lstrip()
+            self.started = bool(chunk)
+        return chunk

@@ -92,3 +92,10 @@ def test_a_single_line_break_inside_a_paragraph_answer_is_shown_once_it_cannot_b
 def test_without_paragraph_a_blank_line_is_part_of_the_answer():
     answer = AnswerText(())
     assert shown(answer, [b"one\n\n", b"two"]) == ["one\n\n", "two", ""]
+
+
+def test_the_space_before_a_streamed_answer_is_dropped_once():
+    from ikv_local.stream import FirstTextTrimmed
+
+    trim = FirstTextTrimmed()
+    assert [trim(c) for c in (" ", "  The", " cat", " sat.")] == ["", "The", " cat", " sat."]
