@@ -106,21 +106,25 @@ class Service:
         names = sorted(p.name for p in sessions_dir().iterdir()) if sessions_dir().is_dir() else []
         names = [n for n in names if n.startswith(PREFIX) and (sessions_dir() / n / "session.json").is_file()]
         own = family(name, names)
-        best = choose(self._align(n, exchange) for n in own)
+        best = choose(self._align(n, exchange, named=user is not None) for n in own)
         if best is None and exchange.past:  # the client dropped the beginning: look everywhere
             best = choose(self._align(n, exchange) for n in names if n not in own)
         if best is None:
             return (name if name not in names else branch_name(name, set(names))), None
         return best.session, best
 
-    def _align(self, name: str, exchange: Exchange) -> Match | None:
+    def _align(self, name: str, exchange: Exchange, named: bool = False) -> Match | None:
+        """How the request sits on session `name`; with `named` (the client named the
+        conversation) a request that aligns nowhere, or sends no past, goes on at the end."""
         if self.session is not None and self.session.name == name:
             history = self.session.history
         else:
             history = History(sessions_dir() / name)
+        end = Match(name, 0, history.last, history.last)
         if not exchange.past and history.last:
-            return None  # a first question again (regenerated, or a new chat): a new session
-        return align(name, exchange.past, history.turns, history.last)
+            return end if named else None  # unnamed: a first question again, a new session
+        found = align(name, exchange.past, history.turns, history.last)
+        return end if named and found is None else found
 
     def _open(self, name: str, exchange: Exchange) -> Session:
         if self.session is not None and self.session.name == name:

@@ -180,6 +180,20 @@ def test_two_clients_at_once_on_two_conversations(demo_path):
         assert [t.user for t in History(sessions_dir() / bob).turns] == LINES[3:6]
 
 
+def test_a_named_conversation_goes_on_with_only_the_new_message(demo_path):
+    with served(demo_path) as url:
+        post = url + "/chat/completions"
+        turns = []
+        for line in LINES[:3]:
+            r = httpx.post(post, headers={"X-Session": "notes"}, timeout=120,
+                           json={"messages": [{"role": "user", "content": line}], "max_tokens": 4})
+            turns.append((r.json()["ikv"]["session"], r.json()["ikv"]["turn"]))
+        assert [t for _, t in turns] == [1, 2, 3] and len({s for s, _ in turns}) == 1
+        unnamed = httpx.post(post, timeout=120, json={"messages": [{"role": "user",
+                                                                     "content": LINES[0]}]})
+        assert unnamed.json()["ikv"]["session"] != turns[0][0]
+
+
 def test_an_edited_earlier_message_branches_and_leaves_the_old_conversation(demo_path):
     with served(demo_path) as url:
         c = client(url)
