@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Annotated, Optional
 
 import typer
@@ -12,6 +13,10 @@ from ikv_local.errors import IkvError
 
 
 class ServerMissing(IkvError):
+    exit_code = 2
+
+
+class CannotListen(IkvError):
     exit_code = 2
 
 
@@ -54,17 +59,33 @@ def serve_cmd(
     if api_key is None and not _loopback(host):
         err.print(f"ikv: warning: serving on {host} without --api-key: anyone who can reach "
                   "this address can read and add to every conversation", markup=False)
-    config = uvicorn.Config(create_app(service, api_key=api_key), host=host, port=port,
-                            log_level="warning", access_log=False)
+    sock = _listening(host, port)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(service, api_key=api_key), log_level="warning",
+                            access_log=False)
     server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"ikv serve · http://{shown}:{port}/v1 · model {path.name} · window "
               f"{shape.n_ctx:,} · sessions in {data_dir() / 'sessions'} · "
               f"{'API key required' if api_key else 'no API key'}", markup=False, soft_wrap=True)
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         service.close()
+        sock.close()
+
+
+def _listening(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything is printed: a port in use is one line."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        return sock
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _loopback(host: str) -> bool:

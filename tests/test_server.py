@@ -319,3 +319,14 @@ def _wait_healthy(port: int, proc: subprocess.Popen) -> None:
             time.sleep(0.2)
     proc.kill()
     raise AssertionError(proc.stderr.read() if proc.stderr else "no server")
+
+
+def test_a_port_in_use_is_one_line(ikv):
+    from conftest import assert_one_line_error
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = ikv("serve", "--port", str(port))
+    assert_one_line_error(done, 2, f"cannot listen on 127.0.0.1:{port}")
