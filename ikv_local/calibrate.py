@@ -175,19 +175,3 @@ def sketch_spec(engine: Engine) -> SketchSpec:
         return spec
 
     return files.made_once(path.with_suffix(".lock"), lambda: _cached_spec(path), make)
-    with files.one_at_a_time(path.with_suffix(".lock")):
-        spec = _cached_spec(path)  # measured by another process while this one waited
-        if spec is not None:
-            return spec
-        hay = calibration_haystack()
-        if engine.n_ctx < CALIBRATION_CTX:  # read in one window, whatever the caller's context
-            with Engine(engine.path, EngineConfig(n_ctx=CALIBRATION_CTX, n_seq_max=SCRATCH_SEQ + 1,
-                                                  n_threads=engine.config.n_threads,
-                                                  n_gpu_layers=engine.config.n_gpu_layers)) as big:
-                m = measure(big, hay)
-        else:
-            m = measure(engine, hay)
-        spec = spec_from(m, engine)
-        files.write_atomic(path, json.dumps({**spec.to_dict(),
-                                             "ranks": [asdict(r) for r in m.ranks]}).encode())
-    return spec

@@ -116,11 +116,15 @@ class Chat:
             recall_seconds=round(answer.recall_seconds, 4), tokens_per_s=answer.tokens_per_s,
             window_from=window_from,
         )
-        with interrupts.held():  # the turn is logged and checkpointed whole, or not at all
-            session.history.append(turn)
-            session.index.refresh()
-            session.save()
+        self._keep(turn)
         return turn, answer
+
+    def _keep(self, turn: Turn) -> None:
+        """Log the turn and checkpoint the session, whole or not at all."""
+        with interrupts.held():
+            self.session.history.append(turn)
+            self.session.index.refresh()
+            self.session.save()
 
     def record(self, user: str, answer: str) -> Turn:
         """A turn said elsewhere (a client's earlier exchange the session has not seen): the
@@ -139,10 +143,7 @@ class Chat:
         window.append(tail, Origin(Role.ASSISTANT, chat, start))
         turn = Turn(n=session.history.last + 1, user=user, answer=said, start=start,
                     end=window.stream_end, stopped="given", window_from=window_from)
-        with interrupts.held():
-            session.history.append(turn)
-            session.index.refresh()
-            session.save()
+        self._keep(turn)
         return turn
 
     # -- going back (branch.py) -----------------------------------------------------------

@@ -75,10 +75,10 @@ class Shell:
 
         old = signal.signal(signal.SIGINT, lambda *_: cancel.set()) if self.interactive else None
         try:
-            run = {"turn": lambda **kw: self.chat.turn(text, **kw),
-                   "retry": lambda **kw: self.chat.retry(**kw),
-                   "edit": lambda **kw: self.chat.edit(text, **kw)}[how]
-            turn, answer = run(on_text=None if self.json_out else show, cancel=cancel)
+            kw = {"on_text": None if self.json_out else show, "cancel": cancel}
+            turn, answer = (self.chat.retry(**kw) if how == "retry" else
+                            self.chat.edit(text, **kw) if how == "edit" else
+                            self.chat.turn(text, **kw))
         except QuestionTooLong as exc:  # refused before anything was read: the chat goes on
             self.err.print(f"ikv: error: {exc}", style="red" if self.interactive else None,
                            markup=False, soft_wrap=True)

@@ -62,8 +62,7 @@ def settings_from(body: dict[str, Any], base: ChatSettings) -> ChatSettings:
     temperature = _number(body, "temperature", 0, 2)
     top_p = _number(body, "top_p", 0, 1)
     seed = _number(body, "seed", -(1 << 63), (1 << 63) - 1, integer=True)
-    n = _number(body, "n", 1, 1, integer=True)
-    del n  # one choice only
+    _number(body, "n", 1, 1, integer=True)  # one choice only
     stop = body.get("stop")
     if isinstance(stop, str):
         stop = [stop]
@@ -190,7 +189,7 @@ def create_app(service: Service, *, api_key: str | None = None, max_body: int = 
                 loop.call_soon_threadsafe(queue.put_nowait, ("done", reply))
             except IkvError as exc:
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-            except BaseException as exc:  # noqa: BLE001 (reported to the client, then raised)
+            except BaseException as exc:  # reported to the client, then raised
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
                 raise
             finally:

@@ -142,3 +142,73 @@ async def test_the_tui_on_the_second_model(smollm_path):
         assert len(list(app.query(Said))) == 2 * 14
         assert app.state.archived > 0
         assert any("7316" in s["text"] for s in app.state.recalled)
+
+
+LINES = [". ".join(FILLER[3 * i : 3 * i + 3]) + "." for i in range(9)]
+
+
+def _held(name: str) -> tuple[list[int], list[tuple[int, int, int | None]], int]:
+    """Every token a session holds, where each turn and its window began, and where the
+    window's recent tokens begin now."""
+    from ikv_local.branch import stream_slice
+    from ikv_local.session import OpenOptions, Session
+
+    with Session(name, OpenOptions(writable=False)) as s:
+        return (stream_slice(s, 0, s.window.stream_end)["tokens"],
+                [(t.n, t.start, t.window_from) for t in s.history.turns],
+                s.window.archived + s.window.dropped)
+
+
+def test_undo_fork_and_search_on_the_second_model(smollm_path):
+    chat = ("chat", str(smollm_path), "-c", "512", "--temp", "0", "-n", "12", "--json")
+    mistake = "Typed by mistake: " + " ".join(LINES[6:9])
+    first = "Please remember this: the vault code is 7316."
+    run = run_ikv(*chat, "--session", "a", input="\n".join([first, *LINES[:5], mistake, "/undo"]) + "\n")
+    assert run.returncode == 0, run.stderr
+    assert "took back turn 7" in run.stderr
+    run = run_ikv(*chat, "--session", "b", input="\n".join([first, *LINES[:5]]) + "\n")
+    assert run.returncode == 0, run.stderr
+    assert _held("a") == _held("b")  # by token id, with the window's place at every turn
+    run = run_ikv("sessions", "fork", "a", "f", "--at-turn", "2", "--json")
+    assert run.returncode == 0, run.stderr
+    tokens, turns, _ = _held("f")
+    kept, original, _ = _held("a")
+    assert [n for n, _, _ in turns] == [1, 2] and tokens == kept[: original[2][1]]
+    found = run_ikv("search", "vault code", "--session", "a", "--json")
+    assert found.returncode == 0, found.stderr
+    hit = json.loads(found.stdout)["hits"][0]
+    assert hit["where"] == "chat, turn 1" and "7316" in hit["text"]
+
+
+def test_serve_on_the_second_model(smollm_path):
+    """The chat template's path: exchanges the session never saw are appended as the template
+    writes them, and a conversation the client cuts still finds its first turn."""
+    from openai import OpenAI
+    from test_server import served
+
+    from ikv_local.session import OpenOptions, Session
+
+    with served(smollm_path) as url:
+        c = OpenAI(base_url=url, api_key="none", max_retries=0, timeout=300)
+        history = [{"role": "user", "content": "Hello."},
+                   {"role": "assistant", "content": "Hi! How can I help?"},
+                   {"role": "user", "content": "Please remember this: the vault code is 7316."}]
+        r = c.chat.completions.create(model="m", messages=history, max_tokens=12, temperature=0)
+        extra = r.model_extra["ikv"]
+        assert extra["appended"] == 1 and extra["turn"] == 2
+        history.append({"role": "assistant", "content": r.choices[0].message.content})
+        for line in [*LINES, "What is the vault code?"]:
+            history.append({"role": "user", "content": line})
+            r = c.chat.completions.create(model="m", messages=history[-5:], max_tokens=12,
+                                          temperature=0)
+            history.append({"role": "assistant", "content": r.choices[0].message.content})
+            assert r.model_extra["ikv"]["session"] == extra["session"]
+        # (the span holding the fact may begin in the appended turn 1 before it)
+        assert any("7316" in s["text"] and s["from"] in ("chat, turn 1", "chat, turn 2")
+                   for s in r.model_extra["ikv"]["recalled"])
+    with Session(extra["session"], OpenOptions(writable=False)) as s:
+        given = s.history.turns[0]
+        assert given.stopped == "given" and given.answer == "Hi! How can I help?"
+        fmt = s.chat_format
+        text = s.engine.detokenize(s.archive.records()["token"][: given.end].tolist(), special=True)
+        assert text.startswith(fmt.user("Hello.") + "Hi! How can I help?" + fmt.assistant_after)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -21,7 +23,7 @@ class MessageMenu(ModalScreen[str | None]):
     MessageMenu > Vertical { width: 56; height: auto; border: thick $primary; padding: 1 2; background: $surface; }
     MessageMenu OptionList { height: auto; }
     """
-    BINDINGS = [("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar = [("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, actions: list[tuple[str, str]]) -> None:
         super().__init__()
@@ -49,8 +51,8 @@ class Alternatives(ModalScreen[None]):
     Alternatives > Vertical { width: 80%; height: auto; max-height: 80%; border: thick $primary; padding: 1 2; background: $surface; }
     Alternatives .meta { color: $text-muted; margin: 0 0 1 0; }
     """
-    BINDINGS = [Binding("left", "page(-1)", "Previous"), Binding("right", "page(1)", "Next"),
-                Binding("escape", "close", "Close")]
+    BINDINGS: ClassVar = [Binding("left", "page(-1)", "Previous"),
+                          Binding("right", "page(1)", "Next"), Binding("escape", "close", "Close")]
 
     def __init__(self, turn: int, found: list[Alternative]) -> None:
         super().__init__()
@@ -90,7 +92,7 @@ class SearchResults(ModalScreen[str | None]):
     SearchResults ListItem { padding: 0 0 1 0; }
     SearchResults .meta { color: $text-muted; }
     """
-    BINDINGS = [("escape", "cancel", "Close")]
+    BINDINGS: ClassVar = [("escape", "cancel", "Close")]
 
     def __init__(self, query: str, hits: list[Hit]) -> None:
         super().__init__()
