@@ -30,7 +30,7 @@ from ikv_local.session import OpenOptions, Session, list_sessions
 
 PASSAGE = 48  # tokens of context around a phrase found in the records
 WORDS_SCORE = 1.0  # an exact phrase outranks any sketch score (those are below 1)
-MEANING_FLOOR = 0.4  # a span scored under this is not shown (unrelated text scored 0.22-0.34)
+MEANING_FLOOR = 0.4  # below it, not shown: a choice by hand (docs/chat.md, "Search")
 SHOWN = 240  # characters of a passage
 _COMMON = {"the", "and", "what", "who", "where", "when", "which", "was", "were", "are", "that",
            "this", "with", "for", "from", "about", "how", "does", "did", "has", "have", "had",
