@@ -10,20 +10,49 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import llama_cpp
 
+from ikv_local import files
 from ikv_local.engine import Engine
+from ikv_local.errors import IkvError
+from ikv_local.paths import cache_dir
 
 _SAMPLE = 1 << 20
 
 
 def tokenizer_sha(engine: Engine) -> str:
-    """Of every token's text; once per loaded model (a 262k vocabulary takes a while)."""
+    """Of every token's text; once per loaded model, and kept in the cache per model file (a
+    262k vocabulary takes a fifth of a second, which every `ikv ask` would pay)."""
     if "tokenizer_sha" not in engine.shared:
-        engine.shared["tokenizer_sha"] = _tokenizer_sha(engine)
+        engine.shared["tokenizer_sha"] = _cached_tokenizer_sha(engine)
     return str(engine.shared["tokenizer_sha"])
+
+
+def tokenizer_cache(model_path: Path) -> Path:
+    """Where the digest of this model file's tokenizer is kept (path, size and mtime name it)."""
+    st = model_path.stat()
+    key = hashlib.sha256(f"{model_path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return cache_dir() / "tokenizer" / f"{key.hexdigest()[:32]}.txt"
+
+
+def _cached_tokenizer_sha(engine: Engine) -> str:
+    path = tokenizer_cache(engine.path)
+    try:
+        known = path.read_text().strip()
+        if len(known) == 64:
+            return known
+    except OSError:
+        pass
+    sha = _tokenizer_sha(engine)
+    try:
+        files.private_dir(path.parent)
+        files.write_atomic(path, sha.encode())
+    except (OSError, IkvError):  # a cache: a read-only or full disk only costs the next run the time
+        pass
+    return sha
 
 
 def _tokenizer_sha(engine: Engine) -> str:
