@@ -21,6 +21,7 @@ from ikv_local.recall import (
     Span,
     find_spans,
     query_sketches,
+    recalled_text,
     slot_tokens,
 )
 from ikv_local.record import Role
@@ -123,19 +124,23 @@ class Answer:
 PLAIN_STOPS = ("\nQuestion:", "\nUser:")
 
 
-def question_prompt(session: Session, question: str) -> tuple[str, tuple[str, ...]]:
+def question_prompt(session: Session, question: str,
+                    recalled: str = "") -> tuple[str, tuple[str, ...]]:
     """The turn as the model expects it, and where its answer ends besides end-of-generation.
 
     With a chat template, the template; without one, a plain Question/Answer cue, which a
-    base model would otherwise continue with further questions of its own.
+    base model would otherwise continue with further questions of its own. `recalled` (the
+    framed spans, `recalled_text`) goes right before the question: inside the user's message
+    with a template, before the cue without one.
     """
     engine = session.engine
     assert engine is not None
     if engine.chat_template():
-        text = engine.format_chat([Message("user", question)])
+        content = f"{recalled.rstrip()}\n\n{question}" if recalled else question
+        text = engine.format_chat([Message("user", content)])
         bos = engine.piece(engine.bos).decode("utf-8", "replace")
         return (text[len(bos):] if bos and text.startswith(bos) else text), ()
-    return f"\n\nQuestion: {question.strip()}\nAnswer:", PLAIN_STOPS
+    return f"{recalled.rstrip(chr(10))}\n\nQuestion: {question.strip()}\nAnswer:", PLAIN_STOPS
 
 
 def recall_spans(session: Session, query_text: str,
@@ -169,19 +174,27 @@ def ask(
     settings: RecallSettings = RecallSettings(),
     on_text: Callable[[str], None] | None = None,
     keep: bool = False,
+    in_slot: bool = False,
 ) -> Answer:
     """Answer `question`; `answer_prefix` is put in the model's mouth (benchmarks use it).
 
     Unless `keep`, the window is put back as it was, so every question meets the same window.
+    What is recalled is read right before the question, unless `in_slot` (or `keep`, or
+    `recall_every`: a refresh while answering needs the slot) puts it in the recall slot,
+    as a chat turn does.
     """
     question = readable(question)
     window = session.window
     start = (len(window.recent), window.dropped, window.archived)
     prompt_text, stops = question_prompt(session, question)
+    # beside the question, a small model names the fact more often than from the slot far
+    # above it, or than with the whole document in its window (docs/memory.md)
+    beside = (None if in_slot or recall_every or keep else
+              lambda recalled: question_prompt(session, question, recalled)[0] + answer_prefix)
     try:
         return respond(session, question, prompt_text + answer_prefix, stops, recall=recall,
                        max_tokens=max_tokens, params=params, recall_every=recall_every,
-                       settings=settings, on_text=on_text,
+                       settings=settings, on_text=on_text, beside_question=beside,
                        paragraph=stops == PLAIN_STOPS)  # a base model: its answer is one paragraph
     finally:
         if not keep:
@@ -206,8 +219,13 @@ def respond(
     on_text: Callable[[str], None] | None = None,
     cancel: Event | None = None,
     paragraph: bool = False,
+    beside_question: Callable[[str], str] | None = None,
 ) -> Answer:
     """Recall for `query`, append the prompt, and generate into the window.
+
+    With `beside_question`, nothing goes into the slot: the recalled text is decoded in the
+    window right before the question, as `beside_question(recalled_text)` writes the prompt,
+    in the slot's cells lent to the window; the caller takes the turn back afterwards.
 
     The text is cut before any stop string or the slot's framing (`AnswerText`), and with
     `paragraph` at the first blank line after some text; the last token
@@ -229,45 +247,51 @@ def respond(
     window.clear_slot()
     window.make_room(len(prompt))
     if recall and window.archived:
-        spans = recall_into_slot(session, query, settings)
+        if beside_question is None:
+            spans = recall_into_slot(session, query, settings)
+        else:
+            spans = recall_spans(session, query, settings)[1]
+            if spans:
+                prompt = engine.tokenize(beside_question(recalled_text(spans)), special=True)
         recall_s = time.perf_counter() - t0
     chat = session.archive.source_id("chat") if session.options.writable else 0
     segment = window.stream_end
-    window.append(prompt, Origin(Role.USER, chat, segment), logits_last=True)
-    out: list[int] = []
-    decoded = 0
-    answer = AnswerText((*stops, *SLOT_MARKERS), paragraph=paragraph)
-    refresh_s = 0.0
-    first_s: float | None = None
-    stopped = "limit"
-    limit = max_tokens if max_tokens > 0 else 1 << 62
-    t_dec = time.perf_counter()
-    with engine.sampler(params, window.recent.tokens) as sample:
-        for i in range(limit):
-            if cancel is not None and cancel.is_set():
-                stopped = "cancel"
-                break
-            token = sample()
-            if first_s is None:
-                first_s = time.perf_counter() - t0
-            if engine.is_eog(token):
-                stopped = "eog"
-                break
-            out.append(token)
-            shown = answer.feed(engine.piece(token))
-            if on_text and shown:
-                on_text(shown)
-            if answer.stopped:
-                stopped = "stop"
-                break
-            if i + 1 == limit:
-                break
-            if recall_every and recall and (i + 1) % recall_every == 0 and window.archived:
-                t_r = time.perf_counter()
-                spans = recall_into_slot(session, query + engine.detokenize(out), settings)
-                refresh_s += time.perf_counter() - t_r
-            window.append([token], Origin(Role.ASSISTANT, chat, segment), logits_last=True)
-            decoded += 1
+    with window.lending(window.layout.slot if beside_question else 0):
+        window.append(prompt, Origin(Role.USER, chat, segment), logits_last=True)
+        out: list[int] = []
+        decoded = 0
+        answer = AnswerText((*stops, *SLOT_MARKERS), paragraph=paragraph)
+        refresh_s = 0.0
+        first_s: float | None = None
+        stopped = "limit"
+        limit = max_tokens if max_tokens > 0 else 1 << 62
+        t_dec = time.perf_counter()
+        with engine.sampler(params, window.recent.tokens) as sample:
+            for i in range(limit):
+                if cancel is not None and cancel.is_set():
+                    stopped = "cancel"
+                    break
+                token = sample()
+                if first_s is None:
+                    first_s = time.perf_counter() - t0
+                if engine.is_eog(token):
+                    stopped = "eog"
+                    break
+                out.append(token)
+                shown = answer.feed(engine.piece(token))
+                if on_text and shown:
+                    on_text(shown)
+                if answer.stopped:
+                    stopped = "stop"
+                    break
+                if i + 1 == limit:
+                    break
+                if recall_every and recall and (i + 1) % recall_every == 0 and window.archived:
+                    t_r = time.perf_counter()
+                    spans = recall_into_slot(session, query + engine.detokenize(out), settings)
+                    refresh_s += time.perf_counter() - t_r
+                window.append([token], Origin(Role.ASSISTANT, chat, segment), logits_last=True)
+                decoded += 1
     rest = answer.finish()
     if on_text and rest:
         on_text(rest)

@@ -283,6 +283,11 @@ def _lexical(archive: Archive, spans: list[tuple[int, int]], query_tokens: list[
     return out
 
 
+def recalled_text(spans: list[Span]) -> str:
+    """The spans framed as earlier text, as the slot frames them (for a prompt to hold)."""
+    return SLOT_HEADER + SLOT_GAP.join(s.text for s in spans) + SLOT_FOOTER if spans else ""
+
+
 def slot_tokens(engine: Engine, spans: list[Span], capacity: int) -> tuple[list[int], list[Span]]:
     """The slot's tokens: the spans framed as earlier text; spans that do not fit are left out."""
     head = engine.tokenize(SLOT_HEADER)

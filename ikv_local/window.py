@@ -13,6 +13,8 @@ shift and that decode: aging files every block it needs first, then shifts once.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -141,6 +143,7 @@ class Window:
         self.archived = 0  # stream position of recent.tokens[0]
         self.previous_token: int | None = None  # the last token filed, for boundary flags
         self.slot_used = 0
+        self.lent = 0  # the empty slot's cells, lent to recent tokens for a turn (`lending`)
         self.dropped = 0  # tokens aged out without an archive
         self._shift_pending = False
         # sketches of the oldest recent tokens, taken while sliding-window layers still hold them
@@ -208,8 +211,8 @@ class Window:
         self.sketches = np.concatenate([self.sketches, new])
 
     def make_room(self, n: int) -> None:
-        """Age whole blocks until n more tokens fit before the headroom."""
-        over = len(self.recent) + n - self.layout.recent_capacity
+        """Age whole blocks until n more tokens fit before the headroom (and in what is lent)."""
+        over = len(self.recent) + n - self.layout.recent_capacity - self.lent
         if over <= 0:
             return
         block = self.layout.block
@@ -272,6 +275,20 @@ class Window:
             self._shift_pending = False
             self.engine.seq_cp(RECALL_SEQ, WINDOW_SEQ, sink, sink + len(tokens))
         self.slot_used = len(tokens)
+
+    @contextmanager
+    def lending(self, n: int) -> Iterator[None]:
+        """Recent tokens may take `n` cells of the emptied slot while the block runs: a turn
+        that will be taken back, whose recalled text is decoded beside its question. The
+        window is over its room afterwards until the turn is truncated (or the next
+        `make_room` ages what the slot needs back)."""
+        if n and self.slot_used:
+            raise EngineError("the slot is in use; it cannot be lent")
+        self.lent = min(n, self.layout.slot)
+        try:
+            yield
+        finally:
+            self.lent = 0
 
     def clear_slot(self) -> None:
         if self.slot_used:

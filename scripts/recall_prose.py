@@ -8,11 +8,11 @@ in a fixed order, cut to 4, 16 and 32 times the window. Sixteen facts about made
 places are planted at evenly spread depths, each at the end of a paragraph. For every fact
 both questions are searched ("fact in the recalled spans": the fact's key phrase is inside the
 spans the slot would get; facts still in the window are not counted). Answers are asked for
-half the facts in their own words and half in other words, with recall, with the sliding
-window alone (`--no-recall`) and, where the model's trained context holds the whole
-document, with the whole document in the window. Each
-signal of recall's scoring is measured alone and together on the spans (SIGNALS); answers
-are also asked with spans far below the best left out (keep0.8).
+half the facts in their own words and half in other words: with recall as `ikv ask` does it
+(the recalled text right before the question), with it in the recall slot (as a chat turn
+holds it), with the sliding window alone (`--no-recall`) and, where the model's trained
+context holds the whole document, with the whole document in the window. Each signal of
+recall's scoring is measured alone and together on the spans (SIGNALS).
 """
 
 from __future__ import annotations
@@ -156,10 +156,10 @@ def main() -> int:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:FIELD=V,...",
                     help="recall settings to compare on the spans (answers use the defaults)")
     ap.add_argument("--answer-variant", action="append", default=None, metavar="NAME",
-                    help="also answer with this variant's settings (default: keep0.8)")
+                    help="also answer with this variant's settings")
     ap.add_argument("--out", default="receipts")
     a = ap.parse_args()
-    a.answer_variant = ["keep0.8"] if a.answer_variant is None and not a.variant else (a.answer_variant or [])
+    a.answer_variant = a.answer_variant or []
     variants = {"default": RecallSettings()}
     for v in a.variant or SIGNALS:
         vname, _, fields = v.partition(":")
@@ -219,8 +219,10 @@ def main() -> int:
                 print(label, t, summary[f"{t}x"], flush=True)
                 if a.spans_only:
                     continue
-                # "recall" uses the defaults; each --answer-variant NAME answers as "recall NAME"
-                modes = ["recall", "sliding", *(f"recall {v}" for v in a.answer_variant)]
+                # "recall" uses the defaults (recalled text right before the question),
+                # "slot" puts it in the recall slot as a chat turn does; each
+                # --answer-variant NAME answers as "recall NAME"
+                modes = ["recall", "slot", "sliding", *(f"recall {v}" for v in a.answer_variant)]
                 counts = dict.fromkeys(modes, 0)
                 clean_end = 0
                 for i, fact in enumerate(FACTS):
@@ -228,7 +230,7 @@ def main() -> int:
                     for mode in modes:
                         vname = mode.partition(" ")[2] or "default"
                         ans = ask(s, q, recall=mode != "sliding", max_tokens=a.max_tokens,
-                                  settings=variants[vname])
+                                  settings=variants[vname], in_slot=mode == "slot")
                         ok = named(ans.text, fact)
                         counts[mode] += ok
                         clean_end += mode == "recall" and ans.stopped != "limit"

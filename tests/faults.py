@@ -241,12 +241,17 @@ def _home(home: Path) -> Iterator[None]:
 
 
 def sweep(names: list[str], kinds: tuple[str, ...] = KINDS, every: int = 1,
-          log: Callable[[str], None] = lambda _: None) -> tuple[Sweep, dict[str, int]]:
-    """Every `every`-th write call of each named operation, with each fault kind."""
+          log: Callable[[str], None] = lambda _: None,
+          made: tuple[Path, Path] | None = None) -> tuple[Sweep, dict[str, int]]:
+    """Every `every`-th write call of each named operation, with each fault kind.
+
+    `made` is a template and its documents from `make_template`, shared by several sweeps
+    (it is only ever copied); without it, one is made for this sweep.
+    """
     result, sites = Sweep(), {}
     with tempfile.TemporaryDirectory(prefix="ikv-faults-") as tmp:
         root = Path(tmp)
-        template, docs = make_template(root)
+        template, docs = made or make_template(root)
         table = ops(docs)
         for name in names:
             op = table[name]

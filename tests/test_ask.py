@@ -69,12 +69,47 @@ def test_recall_every_n_tokens_refreshes_the_slot(session, book, monkeypatch):
     fill = session.window.fill_slot
     monkeypatch.setattr(session.window, "fill_slot", lambda t: (fills.append(list(t)), fill(t)))
     once = ask(session, key.question, answer_prefix=" The pass key is", max_tokens=24)
-    assert once.recalled and len(fills) == 1  # recall_every=0: the slot is filled once
-    fills.clear()
+    assert once.recalled and fills == []  # recall_every=0: beside the question, no slot
     a = ask(session, key.question, answer_prefix=" The pass key is", max_tokens=24, recall_every=8)
     assert a.recalled and a.tokens > 8, a.text
-    assert len(fills) == 1 + (a.tokens - 1) // 8  # and again after every 8 tokens written
+    assert len(fills) == 1 + (a.tokens - 1) // 8  # in the slot, again after every 8 tokens
     assert key.answer in a.text
+
+
+@pytest.mark.slow
+def test_the_recalled_text_is_read_right_before_the_question_in_the_slots_cells(session, book,
+                                                                                 monkeypatch):
+    """`ask` puts what it recalls next to the question (docs/memory.md measures why), in
+    the cells the empty slot lends: nothing ages out of the window to make room for it."""
+    from ikv_local.ask import question_prompt
+    from ikv_local.recall import SLOT_FOOTER, SLOT_HEADER
+
+    key = book.needles[0]
+    window = session.window
+    before, state = window.snapshot()
+    decoded: list[list[int]] = []
+    append = window.append
+    monkeypatch.setattr(window, "append",
+                        lambda t, o, **kw: (decoded.append(list(t)), append(t, o, **kw))[1])
+    monkeypatch.setattr(window, "fill_slot", lambda t: pytest.fail("the slot was filled"))
+    rolled = []
+    a = ask(session, key.question, answer_prefix=" The pass key is", max_tokens=8,
+            on_text=lambda _: rolled.append((window.dropped, window.archived, window.lent)))
+    prompt = session.engine.detokenize(decoded[0])
+    assert prompt.startswith(SLOT_HEADER) and SLOT_FOOTER.strip() in prompt
+    assert prompt.endswith(f"Question: {key.question}\nAnswer: The pass key is")
+    assert key.answer in prompt.split(SLOT_FOOTER.strip())[0]  # recalled, before the question
+    assert key.answer in a.text and any(key.answer in s.text for s in a.recalled)
+    # what aged is only what the question alone needed (the recalled text took lent cells)
+    layout = window.layout
+    bare = len(session.engine.tokenize(
+        question_prompt(session, key.question)[0] + " The pass key is", special=True))
+    need = max(0, len(before.recent["tokens"]) + bare - layout.recent_capacity)
+    need = -(-need // layout.block) * layout.block
+    assert rolled and {r[:2] for r in rolled} == {(before.dropped + need, before.archived)}
+    assert rolled[0][2] == layout.slot  # lent while the answer was written
+    now, now_state = window.snapshot()
+    assert now == before and now_state == state and window.lent == 0
 
 
 def test_an_answer_ends_where_the_model_starts_copying_the_slot_framing(session):

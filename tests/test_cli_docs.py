@@ -116,7 +116,7 @@ def test_kill_9_during_ingest_leaves_a_usable_session(ikv, tmp_path, ikv_home, i
     import time
 
     path = tmp_path / "long.txt"
-    path.write_text(build(600, [pass_key_needle(21)], [0.1], seed=21).text)
+    path.write_text(build(250, [pass_key_needle(21)], [0.1], seed=21).text)  # ≈4k tokens
     proc = subprocess.Popen([sys.executable, "-c", "from ikv_local.cli import main; main()",
                              "ingest", str(path), "--session", "k", "-c", "1024"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import NAME, assert_one_line_error, run_ikv
-from faults import sweep
+from faults import make_template, sweep
 
 from ikv_local import files
 from ikv_local.files import StorageError, private_dir, write_atomic
@@ -114,13 +114,19 @@ def test_a_read_only_filesystem_reads_and_refuses_writes_in_one_line(folder, rea
     assert_one_line_error(run_ikv("ingest", str(doc), "--session", "other"), 5, "read-only")
 
 
+@pytest.fixture(scope="module")
+def fault_template(demo_path, tmp_path_factory) -> tuple[Path, Path]:
+    """One template session for every operation's sweep (each trial works on a copy)."""
+    return make_template(tmp_path_factory.mktemp("faults"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("op,kinds", [("ingest", ("enospc", "kill")),
                                       ("chat-turn", ("enospc", "eio", "kill", "torn")),
                                       ("undo", ("enospc", "kill")), ("fork", ("kill",))])
-def test_every_write_of_an_operation_survives_every_fault(demo_path, op, kinds):
+def test_every_write_of_an_operation_survives_every_fault(fault_template, op, kinds):
     """A slice of scripts/faults.py: each write call in turn fails or dies; nothing is lost."""
-    result, sites = sweep([op], kinds)
+    result, sites = sweep([op], kinds, made=fault_template)
     assert sites[op] >= 3 and len(result.trials) == sites[op] * len(kinds)
     assert result.losses == [], json.dumps([t.__dict__ for t in result.losses], indent=1)
 
