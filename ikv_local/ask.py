@@ -256,7 +256,8 @@ def respond(
         recall_s = time.perf_counter() - t0
     chat = session.archive.source_id("chat") if session.options.writable else 0
     segment = window.stream_end
-    with window.lending(window.layout.slot if beside_question else 0):
+    # the recalled text takes the slot's cells; without any, the window is as llama.cpp's
+    with window.lending(window.layout.slot if beside_question and spans else 0):
         window.append(prompt, Origin(Role.USER, chat, segment), logits_last=True)
         out: list[int] = []
         decoded = 0

@@ -27,9 +27,11 @@ def test_a_fact_from_before_the_window_rolled_is_answered_with_recall_not_withou
     assert key.answer in with_recall.text, with_recall.text
     assert any(key.answer in s.text for s in with_recall.recalled)
     assert with_recall.recall_seconds > 0
+    lent: list[int] = []
     without = ask(session, key.question, answer_prefix=" The pass key is", max_tokens=8,
-                  recall=False)
+                  recall=False, on_text=lambda _: lent.append(session.window.lent))
     assert key.answer not in without.text
+    assert lent and set(lent) == {0}  # nothing recalled, nothing lent: llama.cpp's own window
     assert without.recalled == [] and session.window.slot_used == 0
 
 
