@@ -174,22 +174,25 @@ def ask(
     settings: RecallSettings = RecallSettings(),
     on_text: Callable[[str], None] | None = None,
     keep: bool = False,
-    in_slot: bool = False,
+    place: str = "auto",
 ) -> Answer:
     """Answer `question`; `answer_prefix` is put in the model's mouth (benchmarks use it).
 
     Unless `keep`, the window is put back as it was, so every question meets the same window.
-    What is recalled is read right before the question, unless `in_slot` (or `keep`, or
-    `recall_every`: a refresh while answering needs the slot) puts it in the recall slot,
-    as a chat turn does.
+    `place` says where what is recalled is read: "question" (right before it), "slot" (the
+    recall slot, as a chat turn reads it) or "auto": before the question for a model with no
+    chat template, in the slot for one with a template (measured, docs/memory.md). `keep`
+    and `recall_every` (a refresh while answering needs the slot) always use the slot.
     """
     question = readable(question)
     window = session.window
     start = (len(window.recent), window.dropped, window.archived)
     prompt_text, stops = question_prompt(session, question)
-    # beside the question, a small model names the fact more often than from the slot far
-    # above it, or than with the whole document in its window (docs/memory.md)
-    beside = (None if in_slot or recall_every or keep else
+    if place not in ("auto", "slot", "question"):
+        raise ValueError(f"place: {place!r}")
+    if place == "auto":
+        place = "slot" if stops != PLAIN_STOPS else "question"
+    beside = (None if place == "slot" or recall_every or keep else
               lambda recalled: question_prompt(session, question, recalled)[0] + answer_prefix)
     try:
         return respond(session, question, prompt_text + answer_prefix, stops, recall=recall,

@@ -8,9 +8,10 @@ in a fixed order, cut to 4, 16 and 32 times the window. Sixteen facts about made
 places are planted at evenly spread depths, each at the end of a paragraph. For every fact
 both questions are searched ("fact in the recalled spans": the fact's key phrase is inside the
 spans the slot would get; facts still in the window are not counted). Answers are asked for
-half the facts in their own words and half in other words: with recall as `ikv ask` does it
-(the recalled text right before the question), with it in the recall slot (as a chat turn
-holds it), with the sliding window alone (`--no-recall`) and, where the model's trained
+half the facts in their own words and half in other words: with recall as `ikv ask` does it,
+with the recalled text in the recall slot (as a chat turn holds it) and right before the
+question (where `ikv ask` reads it for a model without a chat template), with the sliding
+window alone (`--no-recall`) and, where the model's trained
 context holds the whole document, with the whole document in the window. Each signal of
 recall's scoring is measured alone and together on the spans (SIGNALS).
 """
@@ -219,10 +220,11 @@ def main() -> int:
                 print(label, t, summary[f"{t}x"], flush=True)
                 if a.spans_only:
                     continue
-                # "recall" uses the defaults (recalled text right before the question),
-                # "slot" puts it in the recall slot as a chat turn does; each
-                # --answer-variant NAME answers as "recall NAME"
-                modes = ["recall", "slot", "sliding", *(f"recall {v}" for v in a.answer_variant)]
+                # "recall" is `ikv ask` as it is; "slot" and "question" read the recalled
+                # text in the recall slot (as a chat turn does) and right before the
+                # question; each --answer-variant NAME answers as "recall NAME"
+                modes = ["recall", "slot", "question", "sliding",
+                         *(f"recall {v}" for v in a.answer_variant)]
                 counts = dict.fromkeys(modes, 0)
                 clean_end = 0
                 for i, fact in enumerate(FACTS):
@@ -230,7 +232,8 @@ def main() -> int:
                     for mode in modes:
                         vname = mode.partition(" ")[2] or "default"
                         ans = ask(s, q, recall=mode != "sliding", max_tokens=a.max_tokens,
-                                  settings=variants[vname], in_slot=mode == "slot")
+                                  settings=variants[vname],
+                                  place=mode if mode in ("slot", "question") else "auto")
                         ok = named(ans.text, fact)
                         counts[mode] += ok
                         clean_end += mode == "recall" and ans.stopped != "limit"

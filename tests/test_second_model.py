@@ -100,6 +100,18 @@ def test_ingest_then_ask_recalls_what_left_the_window(smollm_path, demo_path, tm
     run = run_ikv("ask", "x", "--session", "s", "--model", str(demo_path))
     assert_one_line_error(run, run.returncode, "belongs to model", "another model")
     assert run.returncode != 0
+    # a chat model reads what ask recalled in the slot (docs/memory.md: it answered more
+    # often so than with the text in its message); a base model reads it by the question
+    from ikv_local.ask import ask
+    from ikv_local.session import OpenOptions, Session
+
+    with Session("s", OpenOptions(writable=False)) as s:
+        for place, slot_filled, lent in (("auto", True, 0), ("question", False, s.window.layout.slot)):
+            seen: list[tuple[int, int]] = []
+            a = ask(s, key.question, max_tokens=8, place=place,
+                    on_text=lambda _: seen.append((s.window.slot_used, s.window.lent)))
+            assert a.recalled and len(seen) > 1, (place, a.text)
+            assert (seen[0][0] > 0) == slot_filled and seen[0][1] == lent, (place, seen)
 
 
 def test_piped_chat_across_a_rolled_window(smollm_path):
