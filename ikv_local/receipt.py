@@ -73,16 +73,24 @@ def git_commit() -> str | None:
     return _git("rev-parse", "HEAD")
 
 
-def git_dirty() -> bool | None:
-    """Whether the tree had changes git does not hold: the commit alone would not redo the run."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return None if status is None else bool(status)
+def git_dirty(ignore: Path | None = None, cwd: Path | None = None) -> bool | None:
+    """Whether the tree had changes git does not hold: the commit alone would not redo the run.
+
+    `ignore` is the receipt being written: a script that writes its receipt after every
+    document would otherwise find its own earlier write and call the tree dirty.
+    """
+    status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    if status is None:
+        return None
+    skip = (_git("ls-files", "--full-name", str(ignore.resolve()), cwd=cwd)
+            if ignore is not None else None)
+    return any(line.split(None, 1)[-1] != skip for line in status.splitlines() if line.strip())
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, cwd: Path | None = None) -> str | None:
     try:
         return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+                              cwd=cwd or Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -90,19 +98,19 @@ def _git(*args: str) -> str | None:
 def write(name: str, results: dict[str, object], inputs: dict[str, str], command: str,
           out_dir: str | os.PathLike[str] = "receipts") -> Path:
     """Write receipts/<name>.json atomically and return its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
     receipt = {
         "benchmark": name,
         "command": command,
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
-        "git_dirty": git_dirty(),
+        "git_dirty": git_dirty(ignore=path),
         "inputs": inputs,
         "packages": versions(),
         "machine": machine(),
         "results": results,
     }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
     write_atomic(path, (json.dumps(receipt, indent=2) + "\n").encode(), mode=0o644)
     return path

@@ -1,0 +1,33 @@
+"""Receipts say whether the tree the benchmark ran from held changes git does not."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from ikv_local.receipt import git_dirty
+
+
+def _repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    (repo / "receipts").mkdir(parents=True)
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / "receipts" / "bench.json").write_text("{}\n")
+    for cmd in (["init", "-q"], ["add", "."],
+                ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True)
+    return repo
+
+
+def test_a_receipt_written_again_is_not_a_dirty_tree_but_changed_code_is(tmp_path):
+    repo = _repo(tmp_path)
+    receipt = repo / "receipts" / "bench.json"
+    assert git_dirty(ignore=receipt, cwd=repo) is False
+    receipt.write_text('{"docs": 1}\n')  # the script's own write after its first document
+    assert git_dirty(ignore=receipt, cwd=repo) is False
+    assert git_dirty(cwd=repo) is True
+    (repo / "code.py").write_text("x = 2\n")
+    assert git_dirty(ignore=receipt, cwd=repo) is True
+    (repo / "notes.txt").write_text("untracked files do not count\n")
+    (repo / "code.py").write_text("x = 1\n")
+    assert git_dirty(ignore=receipt, cwd=repo) is False
