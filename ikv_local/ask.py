@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from threading import Event
+from typing import Literal
 
 from ikv_local.errors import IkvError
 from ikv_local.filing import Origin
@@ -140,7 +141,8 @@ def question_prompt(session: Session, question: str,
         text = engine.format_chat([Message("user", content)])
         bos = engine.piece(engine.bos).decode("utf-8", "replace")
         return (text[len(bos):] if bos and text.startswith(bos) else text), ()
-    return f"{recalled.rstrip(chr(10))}\n\nQuestion: {question.strip()}\nAnswer:", PLAIN_STOPS
+    before = recalled.rstrip("\n")
+    return f"{before}\n\nQuestion: {question.strip()}\nAnswer:", PLAIN_STOPS
 
 
 def recall_spans(session: Session, query_text: str,
@@ -174,7 +176,7 @@ def ask(
     settings: RecallSettings = RecallSettings(),
     on_text: Callable[[str], None] | None = None,
     keep: bool = False,
-    place: str = "auto",
+    place: Literal["auto", "slot", "question"] = "auto",
 ) -> Answer:
     """Answer `question`; `answer_prefix` is put in the model's mouth (benchmarks use it).
 

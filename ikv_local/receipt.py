@@ -104,7 +104,7 @@ def write(name: str, results: dict[str, object], inputs: dict[str, str], command
     receipt = {
         "benchmark": name,
         "command": command,
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "git_dirty": git_dirty(ignore=path),
         "inputs": inputs,

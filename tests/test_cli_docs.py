@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error
+
 from ikv_local.haystack import FACT_NEEDLES, build, pass_key_needle
 
 pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -51,7 +54,7 @@ class Ask(ModalScreen[str | None]):
     Ask > Vertical { width: 64; height: auto; border: thick $primary; padding: 1 2; background: $surface; }
     Ask Label { margin: 0 0 1 0; }
     """
-    BINDINGS = [("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [("escape", "cancel", "Cancel")]
 
     def __init__(self, prompt: str, value: str = "") -> None:
         super().__init__()
@@ -78,7 +81,7 @@ class Confirm(ModalScreen[bool]):
     Confirm Horizontal { height: auto; margin: 1 0 0 0; }
     Confirm Button { margin: 0 2 0 0; }
     """
-    BINDINGS = [("escape", "no", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [("escape", "no", "Cancel")]
 
     def __init__(self, question: str) -> None:
         super().__init__()
