@@ -56,12 +56,15 @@ def ops(docs: Path) -> dict[str, Op]:
 
 def run(args: tuple[str, ...], home: Path, stdin: str | None = None,
         fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "IKV_HOME": str(home)}
-    env.pop("IKV_FAULT", None)
-    if fault:
-        env["IKV_FAULT"] = fault
+    """`ikv *args` in `home`: in this process, or a child where the fault kills the process."""
+    if not (fault or "").startswith(("kill", "torn")):
+        from inprocess import run as run_here
+
+        env = {"IKV_HOME": str(home), "IKV_FAULT": fault or ""}
+        return subprocess.CompletedProcess(args, *run_here(args, env, stdin or ""))
+    env = {**os.environ, "IKV_HOME": str(home), "IKV_FAULT": fault or ""}
     return subprocess.run([*CLI, *args], input=stdin or "", capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, timeout=300, check=False)
 
 
 def make_template(root: Path) -> tuple[Path, Path]:
@@ -180,9 +183,8 @@ def trial(op: Op, call: int, site: str, kind: str, template: Path, scratch: Path
     if op.renamed_to and (home / "sessions" / op.renamed_to / "session.json").exists():
         name = op.renamed_to
     folder = home / "sessions" / name
-    if before is None:  # a new session: gone, or sound
-        if not (folder / "session.json").exists():
-            return out
+    if before is None and not (folder / "session.json").exists():  # a new session: gone, or sound
+        return out
     if op.damaged:  # repair stopped part-way: the session is no worse, and repair finishes
         again = run(op.args, home)
         if again.returncode != 0:

@@ -52,15 +52,9 @@ def test_kv_budget_from_the_command_line(demo_path, tmp_path, ikv):
 
 
 @pytest.mark.slow
-def test_a_new_chat_is_planned_from_the_budget(demo_path, ikv_cache):
-    import os
-    import subprocess
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, "-c", "from ikv_local.cli import main; main()", "chat", "--session", "c",
-         "--kv-budget", "12MiB", "--json", "-n", "4", "--temp", "0"],
-        input="Hello there.\n", capture_output=True, text=True, env=dict(os.environ), timeout=300)
+def test_a_new_chat_is_planned_from_the_budget(demo_path, ikv):
+    proc = ikv("chat", "--session", "c", "--kv-budget", "12MiB", "--json", "-n", "4", "--temp", "0",
+               input="Hello there.\n")
     assert proc.returncode == 0, proc.stderr
     assert "plan for 12.0 MiB" in proc.stderr
     turn = json.loads(proc.stdout.splitlines()[0])

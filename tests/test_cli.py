@@ -1,4 +1,4 @@
-"""The real `ikv` CLI in child processes: reports, and one clear line for every bad input."""
+"""The real `ikv` CLI as a user runs it: reports, and one clear line for every bad input."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error
 from gguf import GGUFWriter
 
-from conftest import assert_one_line_error
 from ikv_local.kvcost import bytes_per_token
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from conftest import assert_one_line_error
+from conftest import Run, assert_one_line_error, run_ikv
 
 from ikv_local.haystack import build
 
@@ -71,9 +71,8 @@ class Terminal:
         raise AssertionError("ikv chat did not exit")
 
 
-def _chat(*args: str, lines: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CHAT, *args], input="\n".join(lines) + "\n", capture_output=True,
-                          text=True, timeout=timeout)
+def _chat(*args: str, lines: list[str], child: bool = False) -> Run:
+    return run_ikv("chat", *args, input="\n".join(lines) + "\n", child=child)
 
 
 def test_piped_turns_with_json_then_resumed_in_another_process(ikv_cache, ikv, ikv_home):
@@ -88,7 +87,7 @@ def test_piped_turns_with_json_then_resumed_in_another_process(ikv_cache, ikv, i
     assert keys <= objs[0].keys() and objs[0]["user"].startswith("Please remember")
     assert objs[-1]["archived_tokens"] > 512 and "window" in first.stderr  # /memory on stderr
     second = _chat("--session", "p", "--temp", "0", "-n", "16", "--json",
-                   lines=["What is the vault code?"])
+                   lines=["What is the vault code?"], child=True)
     assert second.returncode == 0, second.stderr
     last = json.loads(second.stdout)
     assert last["turn"] == 14 and "7316" in last["answer"]

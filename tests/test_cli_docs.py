@@ -25,7 +25,7 @@ def doc(tmp_path):
 
 def test_ingest_then_ask_in_other_processes(ikv, doc, tmp_path):
     path, key, late = doc
-    run = ikv("ingest", str(path), "--session", "s1", "-c", "1024", "--json")
+    run = ikv("ingest", str(path), "--session", "s1", "-c", "1024", "--json", child=True)
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     assert got["session"] == "s1" and got["tokens"] > 2000
@@ -33,7 +33,8 @@ def test_ingest_then_ask_in_other_processes(ikv, doc, tmp_path):
     assert got["archive_bytes"] >= 104 * got["archived_tokens"]
     path.unlink()  # ask must not need the document: the window state is restored
     # the late fact sits in the restored window: answered with nothing recalled
-    run = ikv("ask", late.question, "--session", "s1", "--no-recall", "--json", "-n", "16")
+    run = ikv("ask", late.question, "--session", "s1", "--no-recall", "--json", "-n", "16",
+              child=True)
     assert run.returncode == 0, run.stderr
     answer = json.loads(run.stdout)
     assert late.answer in answer["answer"].lower(), answer
