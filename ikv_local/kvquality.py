@@ -20,6 +20,7 @@ import numpy as np
 
 from ikv_local import files
 from ikv_local.engine import Engine, EngineConfig
+from ikv_local.errors import EngineError
 from ikv_local.fingerprint import model_fingerprint
 from ikv_local.haystack import FACT_NEEDLES, build, pass_key_needle
 from ikv_local.paths import cache_dir
@@ -49,6 +50,21 @@ def calibration_text() -> str:
     hay = build(CALIBRATION_SENTENCES, needles, [0.1, 0.3, 0.5, 0.7, 0.9][: len(needles)], seed=5)
     asks = "\n".join(f"Q: {n.question} A: {n.answer}." for n in hay.needles if n.question)
     return f"{hay.text}\n\n{asks}\n"
+
+
+def calibration_tokens() -> int:
+    """`IKV_CALIBRATION_TOKENS`, else `CALIBRATION_CTX`: the most calibration tokens read.
+
+    Fewer measure sooner but see less of the distance over which a quantized key's error
+    grows; the test suite reads 768, since it checks the plan's logic, not the figures.
+    """
+    env = os.environ.get("IKV_CALIBRATION_TOKENS", "").strip()
+    if not env:
+        return CALIBRATION_CTX
+    if not env.isdigit() or not BATCH <= int(env) <= CALIBRATION_CTX:
+        raise EngineError(f"IKV_CALIBRATION_TOKENS={env!r} is not a token count from {BATCH} to "
+                          f"{CALIBRATION_CTX}; unset it or give one")
+    return int(env)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -119,11 +135,12 @@ def _cache_path(sha: str) -> Path:
     return cache_dir() / "kvquality" / f"{sha}.json"
 
 
-def cached(sha: str) -> dict[tuple[str, str], Damage]:
-    """What was measured before for this model (nothing when never, or when damaged)."""
+def cached(sha: str, tokens: int = CALIBRATION_CTX) -> dict[tuple[str, str], Damage]:
+    """What was measured before for this model on `tokens` calibration tokens (nothing when
+    never, when damaged, or when measured on another length)."""
     try:
         data = json.loads(_cache_path(sha).read_text())
-        if data.get("version") != VERSION:
+        if data.get("version") != VERSION or data.get("calibration_tokens", CALIBRATION_CTX) != tokens:
             return {}
         return {(d["type_k"], d["type_v"]): Damage(**d) for d in data["damage"]}
     except (OSError, ValueError, KeyError, TypeError):
@@ -137,20 +154,23 @@ def damage(
 ) -> dict[tuple[str, str], Damage]:
     """Every pair's damage for `engine`'s model: from the cache, measuring what is missing."""
     sha = model_fingerprint(engine)["sha"]
+    tokens = calibration_tokens()
 
     def ready() -> dict[tuple[str, str], Damage] | None:
-        known = cached(sha)
+        known = cached(sha, tokens)
         return known if all(p == REFERENCE or p in known for p in pairs) else None
 
     def make() -> dict[tuple[str, str], Damage]:
-        known = cached(sha)
+        known = cached(sha, tokens)
         missing = [p for p in pairs if p != REFERENCE and p not in known]
         t0 = time.perf_counter()
         for d in measure(engine.path, missing, n_threads=engine.config.n_threads,
-                         n_gpu_layers=engine.config.n_gpu_layers, progress=progress):
+                         n_gpu_layers=engine.config.n_gpu_layers, progress=progress,
+                         max_tokens=tokens):
             known[d.type_k, d.type_v] = d
         files.write_atomic(_cache_path(sha), json.dumps({
-            "version": VERSION, "seconds": round(time.perf_counter() - t0, 1),
+            "version": VERSION, "calibration_tokens": tokens,
+            "seconds": round(time.perf_counter() - t0, 1),
             "damage": [asdict(d) for d in known.values()]}).encode())
         return known
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ikv_local.fingerprint import model_fingerprint
-from ikv_local.kvquality import STRIDE, _cache_path, cached, damage, measure
+from ikv_local.kvquality import STRIDE, _cache_path, cached, calibration_tokens, damage, measure
 
 pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures
 
@@ -20,16 +20,31 @@ def test_q4_0_keys_do_more_damage_than_q8_0(demo_path):
     assert q8.tokens == (320 - 32) // STRIDE  # the first positions are skipped, then every 4th read
 
 
-def test_damage_is_measured_once_per_model_and_remeasured_when_damaged(engine):
+def test_damage_is_measured_once_per_model_and_remeasured_when_damaged(engine, monkeypatch):
     sha = model_fingerprint(engine)["sha"]
     first = damage(engine, [("q8_0", "q8_0")])[("q8_0", "q8_0")]
     path = _cache_path(sha)
-    assert cached(sha)[("q8_0", "q8_0")] == first
+    tokens = calibration_tokens()
+    assert cached(sha, tokens)[("q8_0", "q8_0")] == first
     stamp = path.stat().st_mtime_ns
     assert damage(engine, [("q8_0", "q8_0")])[("q8_0", "q8_0")] == first
     assert path.stat().st_mtime_ns == stamp  # read, not measured again
     path.write_text('{"version": 1, "damage": [{"type_k": 1}]}')
-    assert cached(sha) == {}
+    assert cached(sha, tokens) == {}
     again = damage(engine, [("q8_0", "q8_0")])[("q8_0", "q8_0")]
     assert abs(again.kl_mean - first.kl_mean) < 0.2 * first.kl_mean  # same measurement
     assert json.loads(path.read_text())["version"] == 1
+    # measured on another calibration length: not what this length would measure
+    monkeypatch.setenv("IKV_CALIBRATION_TOKENS", str(tokens - 256))
+    shorter = damage(engine, [("q8_0", "q8_0")])[("q8_0", "q8_0")]
+    assert shorter.tokens == (tokens - 256 - 32) // STRIDE < again.tokens
+    assert cached(sha, tokens) == {} and cached(sha, tokens - 256)[("q8_0", "q8_0")] == shorter
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "100000"])
+def test_a_calibration_length_that_is_no_token_count_is_one_clear_error(value, monkeypatch):
+    from ikv_local.errors import EngineError
+
+    monkeypatch.setenv("IKV_CALIBRATION_TOKENS", value)
+    with pytest.raises(EngineError, match="IKV_CALIBRATION_TOKENS"):
+        calibration_tokens()
