@@ -9,7 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,29 +119,58 @@ class Book:
     path: Path
 
 
+@contextmanager
+def home_for(home: Path) -> Iterator[None]:
+    """IKV_HOME set to `home` for the block (a fixture's own home, outside any test's)."""
+    old = os.environ.get("IKV_HOME")
+    os.environ["IKV_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        os.environ.pop("IKV_HOME", None) if old is None else os.environ.update(IKV_HOME=old)
+
+
+def made_once_per_run(factory: pytest.TempPathFactory, name: str,
+                      make: Callable[[Path], object]) -> Path:
+    """The folder `make` fills, made once per test run by whichever worker asks first; the
+    other waits under a lock and reads it (a slow fixture made once, not once per worker).
+    Tests only read it or copy it."""
+    from ikv_local.files import made_once
+
+    root = factory.getbasetemp().parent if WORKER else factory.getbasetemp()
+    done, made = root / name, root / f"{name}.made"  # made: written once the folder is whole
+
+    def ready() -> Path | None:
+        return done if made.exists() else None
+
+    def build() -> Path:
+        shutil.rmtree(done, ignore_errors=True)  # what a worker that failed half-way left
+        done.mkdir()
+        make(done)
+        made.touch()
+        return done
+
+    return made_once(root / f"{name}.lock", ready, build)
+
+
 @pytest.fixture(scope="session")
 def book(demo_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Book:
     """A session ("book", window 1024) whose window rolled far past two planted facts."""
     from ikv_local.haystack import FACT_NEEDLES, build, pass_key_needle
-    from ikv_local.ingest import ingest
-    from ikv_local.session import OpenOptions, Session
 
-    home = tmp_path_factory.mktemp("book-home")
     needles = [pass_key_needle(5), FACT_NEEDLES[0]]
-    hay = build(260, needles, [0.15, 0.4], seed=5)
-    path = home / "book.txt"
-    path.write_text(hay.text)
-    old = os.environ.get("IKV_HOME")
-    os.environ["IKV_HOME"] = str(home)
-    try:
-        with Session("book", OpenOptions(create=True, n_ctx=1024)) as session:
-            ingest(session, [path])
-    finally:
-        if old is None:
-            os.environ.pop("IKV_HOME", None)
-        else:
-            os.environ["IKV_HOME"] = old
-    return Book(home, needles, path)
+
+    def make(home: Path) -> None:
+        from ikv_local.ingest import ingest
+        from ikv_local.session import OpenOptions, Session
+
+        hay = build(260, needles, [0.15, 0.4], seed=5)
+        (home / "book.txt").write_text(hay.text)
+        with home_for(home), Session("book", OpenOptions(create=True, n_ctx=1024)) as session:
+            ingest(session, [home / "book.txt"])
+
+    home = made_once_per_run(tmp_path_factory, "book-home", make)
+    return Book(home, needles, home / "book.txt")
 
 
 NAME = "m"  # the session `template` holds
@@ -155,20 +185,16 @@ def template(demo_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ikv_local.sampling import SamplingParams
     from ikv_local.session import OpenOptions, Session
 
-    home = tmp_path_factory.mktemp("repair-home")
-    doc = home / "doc.txt"
-    doc.write_text(build(50, [FACT_NEEDLES[0]], [0.2], seed=4).text)
-    old = os.environ.get("IKV_HOME")
-    os.environ["IKV_HOME"] = str(home)
-    try:
-        with Session(NAME, OpenOptions(create=True, n_ctx=512)) as s:
+    def make(home: Path) -> None:
+        doc = home / "doc.txt"
+        doc.write_text(build(50, [FACT_NEEDLES[0]], [0.2], seed=4).text)
+        with home_for(home), Session(NAME, OpenOptions(create=True, n_ctx=512)) as s:
             ingest(s, [doc])
             chat = Chat(s, ChatSettings(max_tokens=8, params=SamplingParams.greedy()))
             chat.turn("Say hello.")
             chat.turn("Say goodbye.")
-    finally:
-        os.environ.pop("IKV_HOME", None) if old is None else os.environ.update(IKV_HOME=old)
-    return home
+
+    return made_once_per_run(tmp_path_factory, "repair-home", make)
 
 
 @pytest.fixture

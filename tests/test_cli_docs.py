@@ -89,11 +89,11 @@ def test_bad_input_is_refused_and_nothing_is_stored(ikv, tmp_path, ikv_home, doc
     assert not (ikv_home / "sessions" / "e").exists()
 
 
-def test_session_errors(ikv, doc, tmp_path, demo_path):
+def test_session_errors(ikv, doc, folder, tmp_path, demo_path):
     assert_one_line_error(ikv("ask", "hi", "--session", "missing"), 7, "no session named 'missing'")
     assert_one_line_error(ikv("ask", "hi", "--session", "../etc"), 7, "plain names")
     path, _, _ = doc
-    assert ikv("ingest", str(path), "--session", "bound", "-c", "1024").returncode == 0
+    bound = folder.name  # a session made with the demo model
     other = tmp_path / "other.gguf"
     shutil.copy(demo_path, other)
     with open(other, "r+b") as f:  # same architecture, different weights
@@ -101,9 +101,9 @@ def test_session_errors(ikv, doc, tmp_path, demo_path):
         byte = f.read(1)
         f.seek(-4096, 2)
         f.write(bytes([byte[0] ^ 0x01]))
-    run = ikv("ask", "hi", "--session", "bound", "--model", str(other))
+    run = ikv("ask", "hi", "--session", bound, "--model", str(other))
     assert_one_line_error(run, 7, "another model")
-    run = ikv("ingest", str(path), "--session", "bound", "--model", str(other))
+    run = ikv("ingest", str(path), "--session", bound, "--model", str(other))
     assert_one_line_error(run, 7, "another model")
 
 

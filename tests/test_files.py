@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import NAME, assert_one_line_error, run_ikv
+from conftest import NAME, assert_one_line_error, made_once_per_run, run_ikv
 from faults import make_template, sweep
 
 from ikv_local import files
@@ -89,15 +89,16 @@ def test_export_never_overwrites_without_force_and_keeps_the_mode(folder, tmp_pa
 @pytest.fixture
 def read_only(ikv_home: Path):
     """IKV_HOME bind-mounted read-only over itself (needs the right to mount)."""
-    done = subprocess.run(["mount", "--bind", str(ikv_home), str(ikv_home)], capture_output=True)
+    done = subprocess.run(["mount", "--bind", str(ikv_home), str(ikv_home)], capture_output=True,
+                          check=False)
     if done.returncode != 0:
         pytest.skip("cannot bind-mount here")
     try:
-        if subprocess.run(["mount", "-o", "remount,ro,bind", str(ikv_home)]).returncode != 0:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(ikv_home)], check=False).returncode:
             pytest.skip("cannot remount read-only here")
         yield ikv_home
     finally:
-        subprocess.run(["umount", str(ikv_home)])
+        subprocess.run(["umount", str(ikv_home)], check=False)
 
 
 @pytest.mark.slow
@@ -114,10 +115,11 @@ def test_a_read_only_filesystem_reads_and_refuses_writes_in_one_line(folder, rea
     assert_one_line_error(run_ikv("ingest", str(doc), "--session", "other"), 5, "read-only")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fault_template(demo_path, tmp_path_factory) -> tuple[Path, Path]:
     """One template session for every operation's sweep (each trial works on a copy)."""
-    return make_template(tmp_path_factory.mktemp("faults"))
+    root = made_once_per_run(tmp_path_factory, "faults", make_template)
+    return root / "template", root / "docs"
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import time
 
 import numpy as np
@@ -17,23 +18,33 @@ from ikv_local.ingest import ingest
 from ikv_local.prune import archived_before, cut_position, parse_date, prune
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import OpenOptions, Session
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, home_for, made_once_per_run
 
 GREEDY = ChatSettings(max_tokens=6, params=SamplingParams.greedy())
 
 
-def _two_documents(tmp_path) -> None:
-    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
-    a.write_text(build(160, [], [], seed=1).text)
-    b.write_text(build(90, [], [], seed=2).text)
-    with Session("p", OpenOptions(create=True, n_ctx=512)) as s:
-        ingest(s, [a])
-        ingest(s, [b])
+@pytest.fixture(scope="session")
+def two_documents_home(demo_path, tmp_path_factory):
+    """Session "p" (window 512) that read two documents, made once per run."""
+    def make(home) -> None:
+        a, b = home / "a.txt", home / "b.txt"
+        a.write_text(build(160, [], [], seed=1).text)
+        b.write_text(build(90, [], [], seed=2).text)
+        with home_for(home), Session("p", OpenOptions(create=True, n_ctx=512)) as s:
+            ingest(s, [a])
+            ingest(s, [b])
+
+    return made_once_per_run(tmp_path_factory, "prune-home", make)
+
+
+@pytest.fixture
+def two_documents(two_documents_home, ikv_home) -> None:
+    """A copy of session "p" in this test's IKV_HOME."""
+    shutil.copytree(two_documents_home / "sessions", ikv_home / "sessions")
 
 
 @pytest.mark.slow
-def test_keep_last_forgets_the_older_document_and_keeps_positions(demo_path, tmp_path):
-    _two_documents(tmp_path)
+def test_keep_last_forgets_the_older_document_and_keeps_positions(two_documents, tmp_path):
     with Session("p", OpenOptions()) as s:
         end, before = s.window.stream_end, len(s.archive)
         b_start = cut_position(s, keep_last=1)
@@ -62,8 +73,7 @@ def test_keep_last_forgets_the_older_document_and_keeps_positions(demo_path, tmp
 
 
 @pytest.mark.slow
-def test_a_prune_cut_short_by_a_crash_is_finished_on_the_next_open(demo_path, tmp_path):
-    _two_documents(tmp_path)
+def test_a_prune_cut_short_by_a_crash_is_finished_on_the_next_open(two_documents):
     with Session("p", OpenOptions()) as s:
         archived, n = s.window.archived, 300
         s.archive.drop_front(n)  # the archive is replaced; the checkpoint never hears of it
@@ -84,7 +94,7 @@ def test_turns_before_a_date_leave_the_log_and_the_archive(demo_path):
             if i == 2:
                 chat.retry()  # an alternative of turn 3: pruned with it
         time.sleep(1.1)
-        mark = dt.datetime.now(dt.timezone.utc)
+        mark = dt.datetime.now(dt.UTC)
         time.sleep(1.1)
         while s.window.archived < 400:
             chat.turn(". ".join(filler[3 * i : 3 * i + 3]) + ".")
@@ -97,7 +107,7 @@ def test_turns_before_a_date_leave_the_log_and_the_archive(demo_path):
         assert cut == first_after.start
         result = prune(s, cut)
         assert result.turns == 6
-        assert [t.n for t in s.history.turns][0] == 7
+        assert s.history.turns[0].n == 7
     with Session("t", OpenOptions()) as s:
         assert len(s.history) == turns - 6 and s.history.last == turns
         assert [a.turn.n for a in alternatives(s.folder)] == [turns]
@@ -115,8 +125,7 @@ def test_dates_and_choices_are_checked():
 
 
 @pytest.mark.slow
-def test_prune_from_the_command_line(demo_path, tmp_path, ikv):
-    _two_documents(tmp_path)
+def test_prune_from_the_command_line(two_documents, ikv):
     run = ikv("sessions", "prune", "p")
     assert_one_line_error(run, 2, "--before DATE or --keep-last N")
     run = ikv("sessions", "prune", "p", "--before", "someday", "--yes")

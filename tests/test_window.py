@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
+from conftest import made_once_per_run
 
 from ikv_local.archive import Archive
 from ikv_local.calibrate import sketch_spec
+from ikv_local.checkpoint import read_window, write_window
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.errors import EngineError
 from ikv_local.filing import Origin
@@ -39,30 +45,35 @@ def engine3(demo_path):
         yield eng
 
 
-@pytest.fixture(scope="module")
-def rolled_once(engine3, tmp_path_factory):
-    """A window rolled several times, kept as its checkpoint (rolling it is the slow part)."""
-    spec = sketch_spec(engine3)
-    archive = Archive.create(tmp_path_factory.mktemp("window") / "a", {"model_fingerprint": model_fingerprint(engine3),
-                                              "sketch": spec.to_dict()})
-    layout = Layout.plan(1024, 1)
-    window = Window(engine3, layout, archive, spec)
-    window.start([engine3.bos])
-    text = build(160, [pass_key_needle(2)], [0.1], seed=2).text
-    tokens = engine3.tokenize(text)
-    for start in range(0, len(tokens), 300):  # uneven pieces, as ingest sends them
-        window.append(tokens[start : start + 300], Origin(Role.DOCUMENT, 0, 0))
-    header, state = window.snapshot()
-    return header, state, archive, tokens
+@pytest.fixture(scope="session")
+def rolled_once(demo_path, tmp_path_factory):
+    """A window rolled several times, kept as its checkpoint and archive (rolling it is the
+    slow part, done once per run)."""
+    def make(folder: Path) -> None:
+        with Engine(demo_path, EngineConfig(n_ctx=1024, n_seq_max=N_SEQ)) as engine:
+            spec = sketch_spec(engine)
+            archive = Archive.create(folder / "archive", {
+                "model_fingerprint": model_fingerprint(engine), "sketch": spec.to_dict()})
+            window = Window(engine, Layout.plan(1024, 1), archive, spec)
+            window.start([engine.bos])
+            tokens = engine.tokenize(build(160, [pass_key_needle(2)], [0.1], seed=2).text)
+            for start in range(0, len(tokens), 300):  # uneven pieces, as ingest sends them
+                window.append(tokens[start : start + 300], Origin(Role.DOCUMENT, 0, 0))
+            write_window(folder, *window.snapshot())
+            (folder / "tokens.json").write_text(json.dumps(tokens))
+
+    return made_once_per_run(tmp_path_factory, "rolled-window", make)
 
 
 @pytest.fixture
-def rolled(rolled_once, engine3):
-    """Each test gets the rolled window afresh from its checkpoint, whatever ran before it."""
-    header, state, archive, tokens = rolled_once
+def rolled(rolled_once, engine3, tmp_path):
+    """Each test gets the rolled window afresh from its checkpoint, and its own copy of the
+    archive, whatever ran before it."""
+    header, state = read_window(rolled_once)
+    archive = Archive(shutil.copytree(rolled_once / "archive", tmp_path / "archive"))
     window = Window(engine3, Layout(**header.layout), archive, sketch_spec(engine3))
     window.restore(header, state)
-    return window, archive, tokens
+    return window, archive, json.loads((rolled_once / "tokens.json").read_text())
 
 
 @pytest.mark.slow
