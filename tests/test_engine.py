@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import gguf_read
 import pytest
-from gguf import GGUFReader
 
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.errors import EngineError
@@ -128,7 +128,7 @@ def test_out_of_range_sequence_is_an_error_not_an_abort(engine):
 
 @pytest.mark.slow
 def test_facts_match_the_gguf_metadata(engine, demo_path):
-    reader = GGUFReader(demo_path)
+    reader = gguf_read.reader(demo_path)
 
     def field(key):
         return reader.fields[key].contents()

@@ -46,13 +46,13 @@ def test_usearch_and_numkong_imported_first_then_the_model_loads(smollm_path):
 
 
 def test_info_matches_the_gguf_and_says_memory_works(smollm_path):
-    from gguf import GGUFReader
+    from gguf_read import reader
 
     run = run_ikv("info", str(smollm_path), "--json")
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     f = got["facts"]
-    fields = GGUFReader(smollm_path).fields
+    fields = reader(smollm_path).fields
     meta = {k: fields[k].contents() for k in fields if k.startswith("llama.")}
     assert f["arch"] == "llama" and f["rope_type"] == "norm" and f["can_shift"]
     assert f["n_layer"] == meta["llama.block_count"] == 30

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
+from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter
 from gguf.quants import quantize
+from gguf_read import reader
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def expected(family: str) -> dict[str, Any]:
 def _vocab(path: Path) -> tuple[tuple[str, Any, GGUFValueType, GGUFValueType | None], ...]:
     """The `tokenizer.*` fields of a GGUF as (key, value, type, array item type)."""
     out = []
-    for key, f in GGUFReader(path).fields.items():
+    for key, f in reader(path).fields.items():
         if key.startswith("tokenizer."):
             vtype = GGUFValueType(f.types[0])
             sub = GGUFValueType(f.types[-1]) if vtype == GGUFValueType.ARRAY else None
