@@ -81,15 +81,18 @@ def run_ikv(*args: str, env: dict[str, str] | None = None, code: str | None = No
             input: str | None = None, child: bool = False) -> Run:
     """Run the real `ikv` CLI as a user would; `input` is piped to stdin.
 
-    In this process (tests/inprocess.py) unless `child`, `code` (the Python a child runs
-    instead of `main()`) or a fault that kills the process asks for a child process.
+    In this process (tests/inprocess.py); in a child forked from it (tests/forked.py) when
+    `child` or a fault that kills the process asks for one; in a new interpreter running
+    `code` instead of `main()` when given.
     """
     fault = (env or {}).get("IKV_FAULT", "")
-    if not child and code is None and not fault.startswith(("kill", "torn")):
-        from inprocess import run
-
+    if code is None:
+        if child or fault.startswith(("kill", "torn")):
+            from forked import run
+        else:
+            from inprocess import run
         return Run(*run(args, env or {}, input or ""))
-    cmd = [sys.executable, "-c", code or "from ikv_local.cli import main; main()", *args]
+    cmd = [sys.executable, "-c", code, *args]
     proc = subprocess.run(
         cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300,
         input=input, check=False,

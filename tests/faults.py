@@ -56,15 +56,13 @@ def ops(docs: Path) -> dict[str, Op]:
 
 def run(args: tuple[str, ...], home: Path, stdin: str | None = None,
         fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`ikv *args` in `home`: in this process, or a child where the fault kills the process."""
-    if not (fault or "").startswith(("kill", "torn")):
-        from inprocess import run as run_here
+    """`ikv *args` in `home`: in this process, or in a forked child where the fault kills it."""
+    from forked import run as run_forked
+    from inprocess import run as run_here
 
-        env = {"IKV_HOME": str(home), "IKV_FAULT": fault or ""}
-        return subprocess.CompletedProcess(args, *run_here(args, env, stdin or ""))
-    env = {**os.environ, "IKV_HOME": str(home), "IKV_FAULT": fault or ""}
-    return subprocess.run([*CLI, *args], input=stdin or "", capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
+    kills = (fault or "").startswith(("kill", "torn"))
+    env = {"IKV_HOME": str(home), "IKV_FAULT": fault or ""}
+    return subprocess.CompletedProcess(args, *(run_forked if kills else run_here)(args, env, stdin or ""))
 
 
 def make_template(root: Path) -> tuple[Path, Path]:

@@ -11,13 +11,11 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-CLI = [sys.executable, "-c", "from ikv_local.cli import main; main()"]
+from forked import Child, run
 
 
 @dataclass
@@ -30,9 +28,7 @@ class Try:
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "IKV_HOME": str(home)}
-    env.pop("IKV_FAULT", None)
-    return env
+    return {"IKV_HOME": str(home), "IKV_FAULT": ""}
 
 
 def one(home: Path, docs: tuple[Path, Path], new: bool, delay: float) -> Try:
@@ -44,15 +40,12 @@ def one(home: Path, docs: tuple[Path, Path], new: bool, delay: float) -> Try:
     if new and folder.exists():
         shutil.rmtree(folder)
     if not new and not folder.exists():
-        subprocess.run([*CLI, "ingest", str(docs[0]), "--session", name, "-c", "512"],
-                       env=_env(home), capture_output=True, check=True)
+        assert run(("ingest", str(docs[0]), "--session", name, "-c", "512"), _env(home), "")[0] == 0
     before = _tokens(home, name) if not new else 0
-    args = [[*CLI, "ingest", str(d), "--session", name, "-c", "512", "--json"] for d in docs]
-    first = subprocess.Popen(args[0], env=_env(home), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    args = [("ingest", str(d), "--session", name, "-c", "512", "--json") for d in docs]
+    first = Child(args[0], _env(home))
     time.sleep(delay)
-    second = subprocess.Popen(args[1], env=_env(home), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    second = Child(args[1], _env(home))
     outs = [p.communicate(timeout=300) for p in (first, second)]
     codes = (first.returncode, second.returncode)
     t = Try(new, round(delay, 3), codes, True)
@@ -80,8 +73,8 @@ def one(home: Path, docs: tuple[Path, Path], new: bool, delay: float) -> Try:
 
 
 def _tokens(home: Path, name: str) -> int:
-    out = subprocess.run([*CLI, "sessions", "show", name, "--json"], env=_env(home),
-                         capture_output=True, text=True, check=True).stdout
+    code, out, err = run(("sessions", "show", name, "--json"), _env(home), "")
+    assert code == 0, err
     return int(json.loads(out)["tokens"])
 
 

@@ -112,15 +112,13 @@ def test_kill_9_during_ingest_leaves_a_usable_session(ikv, tmp_path, ikv_home, i
     session is next opened for writing, and the same file can be ingested again."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
+
+    from forked import Child
 
     path = tmp_path / "long.txt"
     path.write_text(build(250, [pass_key_needle(21)], [0.1], seed=21).text)  # ≈4k tokens
-    proc = subprocess.Popen([sys.executable, "-c", "from ikv_local.cli import main; main()",
-                             "ingest", str(path), "--session", "k", "-c", "1024"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = Child(("ingest", str(path), "--session", "k", "-c", "1024"))
     records = ikv_home / "sessions" / "k" / "archive" / "records.ikv"
     deadline = time.time() + 120
     while time.time() < deadline and (not records.exists() or records.stat().st_size < 4096 + 104 * 500):

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import NAME, assert_one_line_error, run_ikv
+from forked import Child
+
 from ikv_local.haystack import FACT_NEEDLES, build
 from ikv_local.record import RECORD_SIZE, header_size
+
 
 def _records(folder: Path) -> int:
     path = folder / "archive" / "records.ikv"
@@ -64,7 +64,7 @@ def test_a_lost_window_is_refused_not_truncated_and_repair_decodes_it_again(fold
     assert _records(folder) == records  # the old code cut the archive to nothing here
     code, report = _check()
     assert code == 1 and not report["sound"]
-    assert [f for f in report["findings"] if f["part"] == "window.bin"][0]["detail"] == "missing"
+    assert next(f for f in report["findings"] if f["part"] == "window.bin")["detail"] == "missing"
     run = run_ikv("sessions", "repair", NAME, "--json")
     assert run.returncode == 0, run.stderr
     assert any("decoded the window again" in a for a in json.loads(run.stdout)["actions"])
@@ -97,8 +97,7 @@ def test_a_changed_digit_in_session_json_is_caught(folder):
     meta["archived_tokens"] += 1
     (folder / "session.json").write_text(json.dumps(meta, indent=1))
     assert_one_line_error(run_ikv("ask", "x", "--session", NAME), 7, "checksum", "repair")
-    code, report = _check()
-    assert code == 1
+    assert _check()[0] == 1
     assert run_ikv("sessions", "repair", NAME).returncode == 0
     assert _show()["archived_tokens"] == meta["archived_tokens"] - 1
 
@@ -196,9 +195,7 @@ def test_two_processes_on_a_new_session_leave_one_writer(ikv, tmp_path, ikv_home
     doc.write_text(build(60, [], [], seed=2).text)
     fact = tmp_path / "fact.txt"
     fact.write_text(FACT_NEEDLES[1].fact + "\n")
-    cmd = [sys.executable, "-c", "from ikv_local.cli import main; main()"]
-    first = subprocess.Popen([*cmd, "ingest", str(doc), "--session", "race", "-c", "512"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = Child(("ingest", str(doc), "--session", "race", "-c", "512"))
     lock = ikv_home / "sessions" / "race" / ".lock"
     deadline = time.monotonic() + 60
     while not lock.exists() and time.monotonic() < deadline:
@@ -209,7 +206,7 @@ def test_two_processes_on_a_new_session_leave_one_writer(ikv, tmp_path, ikv_home
         assert lock.exists()  # the old code removed the first one's lock here
         third = run_ikv("ingest", str(fact), "--session", "race")
         assert_one_line_error(third, 7, "in use")
-    first.wait(timeout=300)
-    assert first.returncode == 0, first.stderr
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
     assert _check("race")[0] == 0
     _ask_ok("race")

@@ -8,20 +8,21 @@ import json
 import random
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from forked import Child
 
 from ikv_local.haystack import build, pass_key_needle
 
 pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures
 
-# the real CLI, with checkpoints every second so the stops land before, after and during them
-FAST_CHECKPOINTS = ("import ikv_local.ingest as ingest; ingest.CHECKPOINT_SECONDS = 1.0\n"
-                    "from ikv_local.cli import main; main()")
+def _fast_checkpoints() -> None:
+    """Checkpoints every second, so the stops land before, after and during them."""
+    from ikv_local import ingest
+
+    ingest.CHECKPOINT_SECONDS = 1.0
 
 
 @pytest.fixture
@@ -37,14 +38,12 @@ def _stop_an_ingest(ikv_home: Path, path: Path, sig: signal.Signals,
     """Start an ingest, send `sig` `delay` seconds after the session is open; (rc, stderr)."""
     meta = ikv_home / "sessions" / "s" / "session.json"
     start = time.time_ns()
-    proc = subprocess.Popen([sys.executable, "-c", FAST_CHECKPOINTS, "ingest", str(path),
-                             "--session", "s", "-c", "1024"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = Child(("ingest", str(path), "--session", "s", "-c", "1024"), prepare=_fast_checkpoints)
     deadline = time.time() + 60
     try:
         # open: a new session is saved when made, an old one at its first checkpoint (1 s in)
         while time.time() < deadline and not (meta.exists() and meta.stat().st_mtime_ns > start):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert proc.poll() is None, proc.communicate()[1]
             time.sleep(0.05)
         time.sleep(delay)
         proc.send_signal(sig)
