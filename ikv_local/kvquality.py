@@ -56,7 +56,7 @@ def calibration_tokens() -> int:
     """`IKV_CALIBRATION_TOKENS`, else `CALIBRATION_CTX`: the most calibration tokens read.
 
     Fewer measure sooner but see less of the distance over which a quantized key's error
-    grows; the test suite reads 768, since it checks the plan's logic, not the figures.
+    grows; the test suite reads 512, since it checks the plan's logic, not the figures.
     """
     env = os.environ.get("IKV_CALIBRATION_TOKENS", "").strip()
     if not env:
