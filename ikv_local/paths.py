@@ -46,15 +46,21 @@ def cache_dir() -> Path:
 
 
 @contextmanager
+def using_home(home: str | os.PathLike[str]) -> Iterator[Path]:
+    """IKV_HOME pointed at `home` for a while, then back to what it was."""
+    old = os.environ.get("IKV_HOME")
+    os.environ["IKV_HOME"] = str(home)
+    try:
+        yield Path(home)
+    finally:
+        if old is None:
+            os.environ.pop("IKV_HOME", None)
+        else:
+            os.environ["IKV_HOME"] = old
+
+
+@contextmanager
 def temporary_home(prefix: str) -> Iterator[Path]:
     """IKV_HOME pointed at a fresh folder for a while (demos and benchmarks leave nothing)."""
-    old = os.environ.get("IKV_HOME")
-    with tempfile.TemporaryDirectory(prefix=prefix) as home:
-        os.environ["IKV_HOME"] = home
-        try:
-            yield Path(home)
-        finally:
-            if old is None:
-                os.environ.pop("IKV_HOME", None)
-            else:
-                os.environ["IKV_HOME"] = old
+    with tempfile.TemporaryDirectory(prefix=prefix) as home, using_home(home) as path:
+        yield path

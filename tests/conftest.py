@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,17 +127,6 @@ class Book:
     path: Path
 
 
-@contextmanager
-def home_for(home: Path) -> Iterator[None]:
-    """IKV_HOME set to `home` for the block (a fixture's own home, outside any test's)."""
-    old = os.environ.get("IKV_HOME")
-    os.environ["IKV_HOME"] = str(home)
-    try:
-        yield
-    finally:
-        os.environ.pop("IKV_HOME", None) if old is None else os.environ.update(IKV_HOME=old)
-
-
 def made_once_per_run(factory: pytest.TempPathFactory, name: str,
                       make: Callable[[Path], object]) -> Path:
     """The folder `make` fills, made once per test run by whichever worker asks first; the
@@ -171,11 +159,12 @@ def book(demo_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Book:
 
     def make(home: Path) -> None:
         from ikv_local.ingest import ingest
+        from ikv_local.paths import using_home
         from ikv_local.session import OpenOptions, Session
 
         hay = build(260, needles, [0.15, 0.4], seed=5)
         (home / "book.txt").write_text(hay.text)
-        with home_for(home), Session("book", OpenOptions(create=True, n_ctx=1024)) as session:
+        with using_home(home), Session("book", OpenOptions(create=True, n_ctx=1024)) as session:
             ingest(session, [home / "book.txt"])
 
     home = made_once_per_run(tmp_path_factory, "book-home", make)
@@ -191,13 +180,14 @@ def template(demo_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ikv_local.chat import Chat, ChatSettings
     from ikv_local.haystack import FACT_NEEDLES, build
     from ikv_local.ingest import ingest
+    from ikv_local.paths import using_home
     from ikv_local.sampling import SamplingParams
     from ikv_local.session import OpenOptions, Session
 
     def make(home: Path) -> None:
         doc = home / "doc.txt"
         doc.write_text(build(50, [FACT_NEEDLES[0]], [0.2], seed=4).text)
-        with home_for(home), Session(NAME, OpenOptions(create=True, n_ctx=512)) as s:
+        with using_home(home), Session(NAME, OpenOptions(create=True, n_ctx=512)) as s:
             ingest(s, [doc])
             chat = Chat(s, ChatSettings(max_tokens=8, params=SamplingParams.greedy()))
             chat.turn("Say hello.")

@@ -9,17 +9,16 @@ The hook is `IKV_FAULT` in ikv_local/files.py.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ikv_local.haystack import build
+from ikv_local.paths import using_home
 from ikv_local.record import RECORD_SIZE, header_size
 
 KINDS = ("enospc", "eio", "kill", "torn")
@@ -187,7 +186,7 @@ def trial(op: Op, call: int, site: str, kind: str, template: Path, scratch: Path
         again = run(op.args, home)
         if again.returncode != 0:
             return fail(f"repair again: {again.stderr.strip()[-300:]}")
-    with _home(home):
+    with using_home(home):
         from ikv_local.repair import check
 
         try:
@@ -204,7 +203,7 @@ def trial(op: Op, call: int, site: str, kind: str, template: Path, scratch: Path
         except Exception as exc:  # noqa: BLE001
             return fail(f"open: {exc}")
     if op.name == "fork":  # the original was only read: it must be as sound as before
-        with _home(home):
+        with using_home(home):
             from ikv_local.repair import check
 
             if not check(NAME).sound:
@@ -225,19 +224,6 @@ def trial(op: Op, call: int, site: str, kind: str, template: Path, scratch: Path
         if op.name != "prune" and not op.damaged and not now.turns.startswith(before.turns):
             return fail("committed turns changed")
     return out
-
-
-@contextmanager
-def _home(home: Path) -> Iterator[None]:
-    old = os.environ.get("IKV_HOME")
-    os.environ["IKV_HOME"] = str(home)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("IKV_HOME", None)
-        else:
-            os.environ["IKV_HOME"] = old
 
 
 def sweep(names: list[str], kinds: tuple[str, ...] = KINDS, every: int = 1,

@@ -8,7 +8,6 @@ by tests/test_session.py (a few tries) and scripts/race.py (50 tries, a receipt)
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import time
@@ -33,6 +32,7 @@ def _env(home: Path) -> dict[str, str]:
 
 def one(home: Path, docs: tuple[Path, Path], new: bool, delay: float) -> Try:
     """Start ingest of docs[0], wait `delay`, start ingest of docs[1]; then check the session."""
+    from ikv_local.paths import using_home
     from ikv_local.repair import check
 
     name = "race"
@@ -59,12 +59,8 @@ def one(home: Path, docs: tuple[Path, Path], new: bool, delay: float) -> Try:
     if 0 not in codes:
         t.ok, t.why = False, "neither process wrote"
         return t
-    old = os.environ.get("IKV_HOME")
-    os.environ["IKV_HOME"] = str(home)
-    try:
+    with using_home(home):
         report = check(name)
-    finally:
-        os.environ.pop("IKV_HOME") if old is None else os.environ.update(IKV_HOME=old)
     if not report.sound:
         t.ok, t.why = False, "; ".join(f.detail for f in report.findings if not f.ok)
     elif _tokens(home, name) != before + read:

@@ -15,10 +15,11 @@ from ikv_local.errors import IkvError
 from ikv_local.haystack import build
 from ikv_local.history import alternatives
 from ikv_local.ingest import ingest
+from ikv_local.paths import using_home
 from ikv_local.prune import archived_before, cut_position, parse_date, prune
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import OpenOptions, Session
-from tests.conftest import assert_one_line_error, home_for, made_once_per_run
+from tests.conftest import assert_one_line_error, made_once_per_run
 
 GREEDY = ChatSettings(max_tokens=6, params=SamplingParams.greedy())
 
@@ -30,7 +31,7 @@ def two_documents_home(demo_path, tmp_path_factory):
         a, b = home / "a.txt", home / "b.txt"
         a.write_text(build(160, [], [], seed=1).text)
         b.write_text(build(90, [], [], seed=2).text)
-        with home_for(home), Session("p", OpenOptions(create=True, n_ctx=512)) as s:
+        with using_home(home), Session("p", OpenOptions(create=True, n_ctx=512)) as s:
             ingest(s, [a])
             ingest(s, [b])
 
