@@ -95,6 +95,9 @@ def _git(*args: str, cwd: Path | None = None) -> str | None:
         return None
 
 
+SETTINGS = ("IKV_THREADS", "IKV_CALIBRATION_TOKENS")  # environment that changes what is measured
+
+
 def write(name: str, results: dict[str, object], inputs: dict[str, str], command: str,
           out_dir: str | os.PathLike[str] = "receipts") -> Path:
     """Write receipts/<name>.json atomically and return its path."""
@@ -108,6 +111,7 @@ def write(name: str, results: dict[str, object], inputs: dict[str, str], command
         "git_commit": git_commit(),
         "git_dirty": git_dirty(ignore=path),
         "inputs": inputs,
+        "settings": {k: os.environ[k] for k in SETTINGS if k in os.environ},
         "packages": versions(),
         "machine": machine(),
         "results": results,

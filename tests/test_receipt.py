@@ -31,3 +31,14 @@ def test_a_receipt_written_again_is_not_a_dirty_tree_but_changed_code_is(tmp_pat
     (repo / "notes.txt").write_text("untracked files do not count\n")
     (repo / "code.py").write_text("x = 1\n")
     assert git_dirty(ignore=receipt, cwd=repo) is False
+
+
+def test_a_receipt_names_the_settings_that_change_its_figures(tmp_path, monkeypatch):
+    import json
+
+    from ikv_local.receipt import write
+
+    monkeypatch.setenv("IKV_CALIBRATION_TOKENS", "512")
+    monkeypatch.delenv("IKV_THREADS", raising=False)
+    path = write("x", {}, {}, "python scripts/x.py", out_dir=tmp_path)
+    assert json.loads(path.read_text())["settings"] == {"IKV_CALIBRATION_TOKENS": "512"}
