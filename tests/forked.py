@@ -29,6 +29,9 @@ def _child(args: tuple[str, ...], env: Mapping[str, str], fds: tuple[int, ...],
     try:
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
+        # llama.cpp's OpenMP threads do not survive a fork: a child that asks for more than
+        # one waits forever for the parent's (seen with `pytest -n 0`, two threads)
+        os.environ["IKV_THREADS"] = "1"
         os.environ.update(env)
         sys.argv = ["ikv", *args]
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
