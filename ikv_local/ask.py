@@ -32,6 +32,8 @@ from ikv_local.stream import AnswerText
 from ikv_local.window import Layout
 
 SLOT_FRAMING = 32  # tokens the slot's header, gaps and footer may take
+GREEDY = SamplingParams.greedy()  # both frozen: one default shared by every call
+DEFAULT_RECALL = RecallSettings()
 
 
 class QuestionTooLong(IkvError):
@@ -170,10 +172,10 @@ def ask(
     *,
     recall: bool = True,
     max_tokens: int = 128,
-    params: SamplingParams = SamplingParams.greedy(),
+    params: SamplingParams = GREEDY,
     answer_prefix: str = "",
     recall_every: int = 0,
-    settings: RecallSettings = RecallSettings(),
+    settings: RecallSettings = DEFAULT_RECALL,
     on_text: Callable[[str], None] | None = None,
     keep: bool = False,
     place: Literal["auto", "slot", "question"] = "auto",
@@ -218,9 +220,9 @@ def respond(
     *,
     recall: bool = True,
     max_tokens: int = 128,
-    params: SamplingParams = SamplingParams.greedy(),
+    params: SamplingParams = GREEDY,
     recall_every: int = 0,
-    settings: RecallSettings = RecallSettings(),
+    settings: RecallSettings = DEFAULT_RECALL,
     on_text: Callable[[str], None] | None = None,
     cancel: Event | None = None,
     paragraph: bool = False,

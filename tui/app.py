@@ -21,8 +21,14 @@ from textual.widgets import Footer, Header, Input, ProgressBar
 from ikv_local.chat import Chat, ChatSettings, memory, span_origin
 from ikv_local.errors import IkvError
 from ikv_local.fingerprint import model_label
-from ikv_local.session import (OpenOptions, Session, list_sessions, new_session_name,
-                               remove_session, rename_session)
+from ikv_local.session import (
+    OpenOptions,
+    Session,
+    list_sessions,
+    new_session_name,
+    remove_session,
+    rename_session,
+)
 from tui.chat_view import ChatLog, HistoryInput, Said
 from tui.memory_map import MapState, MemoryView
 from tui.sessions import Ask, Confirm, SessionList

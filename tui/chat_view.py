@@ -6,10 +6,9 @@ import re
 from typing import Any
 
 from textual import events
-from textual.message import Message
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.widgets import Input, Markdown, Static
-
 
 _LIST_START = re.compile(r"^(\s*\d{1,9})([.)])", re.MULTILINE)
 
