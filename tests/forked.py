@@ -17,10 +17,9 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Mapping
 
-from inprocess import _fresh_warning_filters, _read, _text
+from inprocess import _fresh_warning_filters, _read, _text, call_main, fresh_cli_state
 
 
 def _child(args: tuple[str, ...], env: Mapping[str, str], fds: tuple[int, ...],
@@ -39,22 +38,13 @@ def _child(args: tuple[str, ...], env: Mapping[str, str], fds: tuple[int, ...],
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _fresh_warning_filters()
-        from ikv_local import cli, files, interrupts, llama_log
+        fresh_cli_state()
+        from ikv_local import interrupts
 
-        files._FAULT, files._calls = os.environ.get("IKV_FAULT") or None, 0
-        interrupts._last, interrupts._wake = None, None  # its helper thread is not in this process
-        llama_log._echo = os.environ.get("IKV_LLAMA_LOG", "") not in ("", "0")
+        interrupts._wake = None  # its helper thread is not in this process
         if prepare:
             prepare()
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            code = exc.code or 0
-        else:
-            print(exc.code, file=sys.stderr)
-    except BaseException:  # noqa: BLE001 (what would reach the user as a traceback)
-        traceback.print_exc()
+        code = call_main()
     finally:
         try:
             sys.stdout.flush()

@@ -48,37 +48,51 @@ def _fresh_warning_filters() -> None:
         warnings.filterwarnings("ignore", category=category, append=True)
 
 
+def fresh_cli_state() -> None:
+    """The CLI's module state as a new process reads it from the environment."""
+    from ikv_local import files, interrupts, llama_log
+
+    files._FAULT, files._calls = os.environ.get("IKV_FAULT") or None, 0
+    interrupts._last = None
+    llama_log._echo = os.environ.get("IKV_LLAMA_LOG", "") not in ("", "0")
+
+
+def call_main() -> int:
+    """`ikv`'s exit code; an exception that escapes is printed as Python would, exit 1."""
+    from ikv_local import cli
+
+    try:
+        cli.main()
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    except BaseException:  # noqa: BLE001 (what would reach the user as a traceback)
+        traceback.print_exc()
+        return 1
+    return 0
+
+
 def run(args: tuple[str, ...], env: Mapping[str, str], stdin: str) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of `ikv *args`."""
-    from ikv_local import cli, files, interrupts, llama_log
+    from ikv_local import files, interrupts, llama_log
 
     saved_env = dict(os.environ)
     saved_streams = sys.argv, sys.stdin, sys.stdout, sys.stderr
     saved_handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     saved_state = files._FAULT, files._calls, interrupts._last, llama_log._echo
     os.environ.update(env)
-    files._FAULT, files._calls = os.environ.get("IKV_FAULT") or None, 0
-    interrupts._last = None
-    llama_log._echo = os.environ.get("IKV_LLAMA_LOG", "") not in ("", "0")
+    fresh_cli_state()
     sys.stdout.flush()
     sys.stderr.flush()
-    code = 0
     with _descriptor(1) as out, _descriptor(2) as err, warnings.catch_warnings():
         _fresh_warning_filters()
         sys.argv = ["ikv", *args]
         sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8")
         sys.stdout, sys.stderr = _text(1), _text(2)
         try:
-            cli.main()
-        except SystemExit as exc:
-            if exc.code is None or isinstance(exc.code, int):
-                code = exc.code or 0
-            else:
-                print(exc.code, file=sys.stderr)
-                code = 1
-        except BaseException:  # noqa: BLE001 (what would reach the user as a traceback)
-            traceback.print_exc()
-            code = 1
+            code = call_main()
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -67,9 +67,12 @@ def _check_stop(ikv, rc: int, err: str, code: int, what: str) -> None:
 
 def test_ctrl_c_during_ingest_always_stops_it_cleanly(ikv, ikv_home, long_doc):
     rng = random.Random(7)
+    codes = []
     for _ in range(7):
         rc, err = _stop_an_ingest(ikv_home, long_doc, signal.SIGINT, rng.uniform(0.1, 1.5))
         _check_stop(ikv, rc, err, 130, "stopped")
+        codes.append(rc)
+    assert codes == [130] * 7  # every try was stopped by the signal, none ran to the end
 
 
 def test_sigterm_during_ingest_stops_it_cleanly_and_the_session_answers(ikv, ikv_home, long_doc):
