@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, run_ikv
+from tiny_gguf import FAMILIES, REFUSED, expected, write
 
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.facts import ModelFacts, RopeFacts
 from ikv_local.readout import read_cells
 from ikv_local.rope import unrope
 from ikv_local.support import why_not
-from conftest import assert_one_line_error, run_ikv
-from tiny_gguf import FAMILIES, REFUSED, expected, write
 
 TEXT = "The pass key is 52445. Remember it, 52445 is the pass key."
 POSITIONS = (1, 777, 32_768, 100_000, 131_000)
@@ -36,13 +36,14 @@ CORRECTED = {"llama3-freqs", "qwen2-yarn", "phi3", "mistral3", "gpt-oss"}
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory, demo_path, smollm_path):
+def tiny(tmp_path_factory, demo_path, smollm_shipped_path):
     folder = tmp_path_factory.mktemp("tiny-models")
     made: dict[str, Path] = {}
 
     def model(family: str) -> Path:
         if family not in made:
-            made[family] = write(family, folder / f"{family}.gguf", spm=demo_path, bpe=smollm_path)
+            made[family] = write(family, folder / f"{family}.gguf", spm=demo_path,
+                                 bpe=smollm_shipped_path)
         return made[family]
 
     return model

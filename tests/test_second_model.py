@@ -1,5 +1,6 @@
 """Every command on a second real model: SmolLM2-135M-Instruct (llama architecture, BPE
-vocabulary, 3 KV heads of 64, chat template), through the real CLI and the TUI's pilot.
+vocabulary, 3 KV heads of 64, chat template), through the real CLI and the TUI's pilot; as
+Q8_0 (conftest.smollm_path), and the info and import-order tests on the shipped Q4_1 file.
 
 Gemma's SentencePiece vocabulary never reaches the code that usearch's C++ runtime broke;
 every BPE model does, so these tests also import usearch first in a child process.
@@ -21,11 +22,11 @@ pytestmark = pytest.mark.slow  # every test here loads a model in child processe
 FILLER = build(40, [], [], seed=4).text.split(". ")
 
 
-def test_usearch_and_numkong_imported_first_then_the_model_loads(smollm_path):
+def test_usearch_and_numkong_imported_first_then_the_model_loads(smollm_shipped_path):
     code = (
         "import usearch.compiled, usearch.index, numkong\n"
         "from ikv_local.engine import Engine, EngineConfig\n"
-        f"e = Engine({str(smollm_path)!r}, EngineConfig(n_ctx=256))\n"
+        f"e = Engine({str(smollm_shipped_path)!r}, EngineConfig(n_ctx=256))\n"
         "t = e.tokenize('Hello, world! 1234', add_bos=True)\n"
         "e.decode(t, 0)\n"
         "print(len(t), e.detokenize(t))\n"
@@ -37,7 +38,7 @@ def test_usearch_and_numkong_imported_first_then_the_model_loads(smollm_path):
     # the CLI entered the same way
     run = run_ikv(
         "info",
-        str(smollm_path),
+        str(smollm_shipped_path),
         "--no-measure",
         "--json",
         code="import usearch.index, numkong\nfrom ikv_local.cli import main; main()",
@@ -45,14 +46,14 @@ def test_usearch_and_numkong_imported_first_then_the_model_loads(smollm_path):
     assert run.returncode == 0, run.stderr
 
 
-def test_info_matches_the_gguf_and_says_memory_works(smollm_path):
+def test_info_matches_the_gguf_and_says_memory_works(smollm_shipped_path):
     from gguf_read import reader
 
-    run = run_ikv("info", str(smollm_path), "--json")
+    run = run_ikv("info", str(smollm_shipped_path), "--json")
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     f = got["facts"]
-    fields = reader(smollm_path).fields
+    fields = reader(smollm_shipped_path).fields
     meta = {k: fields[k].contents() for k in fields if k.startswith("llama.")}
     assert f["arch"] == "llama" and f["rope_type"] == "norm" and f["can_shift"]
     assert f["n_layer"] == meta["llama.block_count"] == 30
