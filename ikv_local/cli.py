@@ -5,6 +5,7 @@ Heavy imports (llama.cpp, numpy) happen inside commands so `ikv --help` stays in
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import warnings
@@ -200,13 +201,21 @@ def _stopped(stop: interrupts.Stopped | None) -> None:
     sys.exit(stop.exit_code)
 
 
+@functools.cache
+def _command() -> typer.core.TyperGroup:
+    """The click command typer builds from `app`, built once: typer reads every command's
+    signature again on each build, which a process that runs main again (the test suite's
+    in-process runs) would pay each time."""
+    return typer.main.get_command(app)  # type: ignore[return-value]
+
+
 def main() -> None:
     warnings.showwarning = _warn
     interrupts.install()
     # typer keeps click's UsageError private; reach it through a public subclass
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     try:
-        result = app(standalone_mode=False)
+        result = _command()(standalone_mode=False)
     except usage_error as exc:
         message = exc.format_message()  # type: ignore[attr-defined]
         if message.strip():  # empty when `ikv` alone asked for the help it got

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import llama_cpp
 import numpy as np
@@ -332,7 +333,10 @@ class Engine:
         ext = key("yarn_ext_factor", -1.0) if arch == "grok" else -1.0
         n_ctx_orig = int(info.get("n_ctx_orig_yarn") or llama_cpp.llama_model_n_ctx_train(m))
         n_ctx_seq = int(ctx.get("n_ctx_seq") or self.n_ctx)
-        tensors = rope_factor_tensors(self.path)
+        if "rope_factor_tensors" not in self.shared:  # ggml reads a 262k vocabulary on the way
+            self.shared["rope_factor_tensors"] = rope_factor_tensors(self.path)
+        tensors: dict[str, tuple[float, ...]]
+        tensors = self.shared["rope_factor_tensors"]  # type: ignore[assignment]
         if "rope_freqs.weight" in tensors:
             name = "rope_freqs.weight"
         elif n_ctx_seq > n_ctx_orig:
@@ -360,7 +364,7 @@ class Engine:
             _release(self._loaded)
             self._loaded = None
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
