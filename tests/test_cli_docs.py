@@ -7,31 +7,52 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, made_once_per_run, run_ikv
 
 from ikv_local.haystack import FACT_NEEDLES, build, pass_key_needle
 
 pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures
 
 
+def first_text() -> str:
+    """About 2,200 tokens: a pass key early (it will be archived), a fact at the very end."""
+    return build(140, [pass_key_needle(11)], [0.05], seed=11).text + " " + FACT_NEEDLES[1].fact + "\n"
+
+
 @pytest.fixture
 def doc(tmp_path):
-    """About 2,200 tokens: a pass key early (it will be archived), a fact at the very end."""
-    hay = build(140, [pass_key_needle(11)], [0.05], seed=11)
     path = tmp_path / "first.txt"
-    path.write_text(hay.text + " " + FACT_NEEDLES[1].fact + "\n")
+    path.write_text(first_text())
     return path, pass_key_needle(11), FACT_NEEDLES[1]
 
 
-def test_ingest_then_ask_in_other_processes(ikv, doc, tmp_path):
-    path, key, late = doc
-    run = ikv("ingest", str(path), "--session", "s1", "-c", "1024", "--json", child=True)
-    assert run.returncode == 0, run.stderr
-    got = json.loads(run.stdout)
+@pytest.fixture(scope="session")
+def first_ingested(demo_path, tmp_path_factory) -> tuple[Path, dict]:
+    """`ikv ingest first.txt --session s1 -c 1024 --json` in a process of its own, once per run
+    (its home and what it printed); the document is deleted afterwards, so nothing that reads
+    the session can need it. Tests work on copies."""
+
+    def make(root: Path) -> None:
+        path = root / "first.txt"
+        path.write_text(first_text())
+        run = run_ikv("ingest", str(path), "--session", "s1", "-c", "1024", "--json",
+                      env={"IKV_HOME": str(root / "home")}, child=True)
+        assert run.returncode == 0, run.stderr
+        (root / "ingest.json").write_text(run.stdout)
+        path.unlink()
+
+    root = made_once_per_run(tmp_path_factory, "first-ingested", make)
+    return root / "home", json.loads((root / "ingest.json").read_text())
+
+
+def test_ingest_then_ask_in_other_processes(ikv, first_ingested, ikv_home):
+    home, got = first_ingested
+    shutil.copytree(home / "sessions", ikv_home / "sessions")
+    key, late = pass_key_needle(11), FACT_NEEDLES[1]
     assert got["session"] == "s1" and got["tokens"] > 2000
     assert got["archived_tokens"] + got["window_tokens"] - 1 == got["tokens"]
     assert got["archive_bytes"] >= 104 * got["archived_tokens"]
-    path.unlink()  # ask must not need the document: the window state is restored
+    # (the document is gone: ask must not need it, the window state is restored)
     # the late fact sits in the restored window: answered with nothing recalled
     run = ikv("ask", late.question, "--session", "s1", "--no-recall", "--json", "-n", "16",
               child=True)
@@ -51,23 +72,23 @@ def test_ingest_then_ask_in_other_processes(ikv, doc, tmp_path):
     assert "first.txt" in run.stderr and "recalled" in run.stderr
 
 
-def test_a_second_document_is_appended(ikv, doc, tmp_path, ikv_home):
-    path, key, _ = doc
-    assert ikv("ingest", str(path), "--session", "s2", "-c", "1024").returncode == 0
-    first = json.loads((ikv_home / "sessions" / "s2" / "session.json").read_text())
+def test_a_second_document_is_appended(ikv, first_ingested, tmp_path, ikv_home):
+    key = pass_key_needle(11)
+    shutil.copytree(first_ingested[0] / "sessions", ikv_home / "sessions")
+    first = json.loads((ikv_home / "sessions" / "s1" / "session.json").read_text())
     second = tmp_path / "second.txt"
     second.write_text(build(90, [FACT_NEEDLES[2]], [0.5], seed=12).text)
-    run = ikv("ingest", str(second), "--session", "s2", "--json")
+    run = ikv("ingest", str(second), "--session", "s1", "--json")
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
-    meta = json.loads((ikv_home / "sessions" / "s2" / "session.json").read_text())
+    meta = json.loads((ikv_home / "sessions" / "s1" / "session.json").read_text())
     assert [Path(d["path"]).name for d in meta["documents"]] == ["first.txt", "second.txt"]
     assert all(d["complete"] for d in meta["documents"])
     assert meta["tokens"] == first["tokens"] + got["tokens"]
     assert got["archived_tokens"] > first["archived_tokens"]
-    sources = json.loads((ikv_home / "sessions" / "s2" / "archive" / "sources.json").read_text())["sources"]
+    sources = json.loads((ikv_home / "sessions" / "s1" / "archive" / "sources.json").read_text())["sources"]
     assert [Path(s).name for s in sources] == ["first.txt", "second.txt"]
-    run = ikv("ask", "What is the pass key?", "--session", "s2", "--json", "-n", "24")
+    run = ikv("ask", "What is the pass key?", "--session", "s1", "--json", "-n", "24")
     assert key.answer in json.loads(run.stdout)["answer"]
 
 
