@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from threading import Event
 from typing import Literal
 
-from ikv_local.errors import IkvError
+from ikv_local.errors import IkvError, NoRoom
 from ikv_local.filing import Origin
 from ikv_local.prompt import Message
 from ikv_local.recall import (
@@ -161,7 +161,14 @@ def recall_spans(session: Session, query_text: str,
 
 
 def recall_into_slot(session: Session, query_text: str, settings: RecallSettings) -> list[Span]:
-    tokens, spans = recall_spans(session, query_text, settings)
+    """Recall for `query_text` into the slot. The query is decoded beside the sink while the
+    slot still holds its last spans (the new ones often start the same); a long question in a
+    full window finds no free cell then, and takes the slot's."""
+    try:
+        tokens, spans = recall_spans(session, query_text, settings)
+    except NoRoom:
+        session.window.clear_slot()
+        tokens, spans = recall_spans(session, query_text, settings)
     session.window.fill_slot(tokens)
     return spans
 
@@ -248,11 +255,11 @@ def respond(
     refuse_too_long(len(prompt), window.layout)
     spans: list[Span] = []
     recall_s = 0.0
-    # the query is decoded beside the sink while the window holds its cells: free the slot
-    # (about to be replaced) and age what the prompt will push out anyway, or a long question
-    # in a full window finds no free cell
-    window.clear_slot()
+    # the query is decoded beside the sink while the window holds its cells: age what the
+    # prompt will push out anyway (recall_into_slot frees the slot too if that is not enough)
     window.make_room(len(prompt))
+    if not (recall and window.archived and beside_question is None):
+        window.clear_slot()  # nothing goes into it, or its cells are lent to the question
     if recall and window.archived:
         if beside_question is None:
             spans = recall_into_slot(session, query, settings)

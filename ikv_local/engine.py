@@ -21,7 +21,7 @@ import numpy as np
 
 from ikv_local import llama_log
 from ikv_local.cxx_runtime import loaded_in_wrong_order
-from ikv_local.errors import ContextTooLarge, EngineError, IkvError, ModelError
+from ikv_local.errors import ContextTooLarge, EngineError, IkvError, ModelError, NoRoom
 from ikv_local.facts import (
     ROPE_TYPES,
     LayerFacts,
@@ -484,12 +484,10 @@ class Engine:
             with llama_log.capture() as log:
                 rc = llama_cpp.llama_decode(self._ctx, batch)
             if rc != 0:
-                reason = llama_log.first_error(log) or f"llama_decode returned {rc}"
+                where = f"decode of {n} tokens at position {pos0 + start} on sequence {seq} failed"
                 if rc == 1:
-                    reason = f"no room in the KV cache of {self.n_ctx} cells"
-                raise EngineError(
-                    f"decode of {n} tokens at position {pos0 + start} on sequence {seq} failed: {reason}"
-                )
+                    raise NoRoom(f"{where}: no room in the KV cache of {self.n_ctx} cells")
+                raise EngineError(f"{where}: {llama_log.first_error(log) or f'llama_decode returned {rc}'}")
 
     def logits(self) -> np.ndarray:
         """Logits of the last decoded token that asked for them (a copy)."""

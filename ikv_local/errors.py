@@ -32,3 +32,7 @@ class EngineError(IkvError):
     """llama.cpp refused an operation (decode, sequence edit, state copy)."""
 
     exit_code = 4
+
+
+class NoRoom(EngineError):
+    """A decode found no free cells in the KV cache (llama.cpp changed nothing)."""

@@ -62,16 +62,18 @@ class Span:
 
 
 @contextmanager
-def decoded_beside_the_sink(engine: Engine, sink: int, tokens: list[int]) -> Iterator[None]:
-    """`tokens` at [sink, sink + len) on the recall sequence, after a copy of the window's sink.
+def decoded_beside_the_sink(engine: Engine, sink: int, tokens: list[int],
+                            after: int = 0) -> Iterator[None]:
+    """`tokens` at [sink + after, ...) on the recall sequence, after a copy of the window's sink
+    and of the `after` slot cells that precede them.
 
     They see the sink and each other, nothing recent: how the sketch was calibrated and how
     the recall slot is filled. The recall sequence is emptied again when the block ends.
     """
     engine.seq_rm(RECALL_SEQ)
-    engine.seq_cp(WINDOW_SEQ, RECALL_SEQ, 0, sink)
+    engine.seq_cp(WINDOW_SEQ, RECALL_SEQ, 0, sink + after)
     try:
-        engine.decode(tokens, sink, seq=RECALL_SEQ, logits_last=False)
+        engine.decode(tokens, sink + after, seq=RECALL_SEQ, logits_last=False)
         yield
     finally:
         engine.seq_rm(RECALL_SEQ)

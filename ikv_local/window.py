@@ -143,6 +143,7 @@ class Window:
         self.archived = 0  # stream position of recent.tokens[0]
         self.previous_token: int | None = None  # the last token filed, for boundary flags
         self.slot_used = 0
+        self.slot_tokens: list[int] | None = []  # what the slot holds (None: not known)
         self.lent = 0  # the empty slot's cells, lent to recent tokens for a turn (`lending`)
         self.dropped = 0  # tokens aged out without an archive
         self._shift_pending = False
@@ -264,17 +265,27 @@ class Window:
     # -- the recall slot -----------------------------------------------------------
 
     def fill_slot(self, tokens: list[int]) -> None:
-        """Replace the slot's content; tokens see the sink and each other, nothing recent."""
+        """Replace the slot's content; tokens see the sink and each other, nothing recent.
+
+        The slot tokens already there that `tokens` starts with stay: decoded again they would
+        see the same sink and tokens (the cells differ only by another batch split's rounding).
+        Turns often recall the same first spans.
+        """
         if len(tokens) > self.layout.slot:
             raise EngineError(f"{len(tokens)} tokens for a recall slot of {self.layout.slot}")
-        self.clear_slot()
-        if not tokens:
-            return
+        held = self.slot_tokens if self.slot_tokens is not None else []
+        keep = next((i for i, (a, b) in enumerate(zip(held, tokens)) if a != b),
+                    min(len(held), len(tokens)))
         sink = self.layout.sink
-        with decoded_beside_the_sink(self.engine, sink, tokens):
+        if keep < self.slot_used:
+            self.engine.seq_rm(WINDOW_SEQ, sink + keep, self.layout.recent_start)
+        self.slot_used, self.slot_tokens = keep, list(tokens[:keep])
+        if keep == len(tokens):
+            return
+        with decoded_beside_the_sink(self.engine, sink, tokens[keep:], after=keep):
             self._shift_pending = False
-            self.engine.seq_cp(RECALL_SEQ, WINDOW_SEQ, sink, sink + len(tokens))
-        self.slot_used = len(tokens)
+            self.engine.seq_cp(RECALL_SEQ, WINDOW_SEQ, sink + keep, sink + len(tokens))
+        self.slot_used, self.slot_tokens = len(tokens), list(tokens)
 
     @contextmanager
     def lending(self, n: int) -> Iterator[None]:
@@ -292,8 +303,9 @@ class Window:
 
     def clear_slot(self) -> None:
         if self.slot_used:
-            self.engine.seq_rm(0, self.layout.sink, self.layout.recent_start)
+            self.engine.seq_rm(WINDOW_SEQ, self.layout.sink, self.layout.recent_start)
             self.slot_used = 0
+        self.slot_tokens = []
 
     # -- saving --------------------------------------------------------------------
 
@@ -326,6 +338,7 @@ class Window:
         self.dropped = header.dropped
         self.previous_token = header.previous_token
         self.slot_used = header.slot_used
+        self.slot_tokens = None if self.slot_used else []  # the checkpoint holds its cells only
         raw = base64.b64decode(header.sketches)
         self.sketches = np.frombuffer(raw, np.uint8).reshape(-1, SKETCH_BYTES).copy()
         # (the lowest position is not checked: sliding-window layers drop the sink's cells)

@@ -170,3 +170,21 @@ def test_a_question_too_long_for_the_window_is_refused_before_any_work(ikv, smal
     assert time.perf_counter() - t0 < 30  # it once ran more than 5 minutes, silently
     run = ikv("ask", "What colour is the sky? " + "Think. " * 40, "--session", small, "-n", "4")
     assert run.returncode == 0, run.stderr  # a long question that fits is answered
+
+
+@pytest.mark.slow
+def test_a_refresh_in_a_full_window_takes_the_slots_cells_for_a_long_query(folder):
+    """Mid-answer the query (question and answer so far, up to 128 tokens) is decoded beside
+    the sink while the slot holds its spans; in a full 512 window only the headroom (64) is
+    free, so it takes the slot's cells (it once failed: no room in the KV cache)."""
+    from conftest import NAME
+
+    from ikv_local.haystack import FACT_NEEDLES
+    from ikv_local.recall import MAX_QUERY_TOKENS
+
+    fact = FACT_NEEDLES[0]
+    question = "Think about every place, person and thing in the text. " * 11 + fact.question
+    with Session(NAME, OpenOptions()) as s:
+        assert s.window.layout.headroom < MAX_QUERY_TOKENS <= len(s.engine.tokenize(question))
+        a = ask(s, question, max_tokens=24, recall_every=4, keep=True)
+        assert a.tokens > 8 and a.recalled
