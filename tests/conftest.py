@@ -26,8 +26,14 @@ os.environ.setdefault("IKV_CALIBRATION_TOKENS", "512")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Slow tests first, each file's in its order: the fast ones then fill both workers to the
-    end, instead of one worker finishing a long test while the other has nothing left."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    end, instead of one worker finishing a long test while the other has nothing left.
+    test_ask's come first: Gemma's sketch and the book are made for them on one worker, while
+    the other starts on the second model's tests (third) instead of waiting for them."""
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None,
+                                 item.path.name != "test_ask.py"))
+    second = [i for i in items if i.path.name == "test_second_model.py"]
+    rest = [i for i in items if i.path.name != "test_second_model.py"]
+    items[:] = rest[:2] + second + rest[2:]
 
 
 @pytest.fixture(scope="session")

@@ -72,26 +72,6 @@ def test_ingest_then_ask_in_other_processes(ikv, first_ingested, ikv_home):
     assert "first.txt" in run.stderr and "recalled" in run.stderr
 
 
-def test_a_second_document_is_appended(ikv, first_ingested, tmp_path, ikv_home):
-    key = pass_key_needle(11)
-    shutil.copytree(first_ingested[0] / "sessions", ikv_home / "sessions")
-    first = json.loads((ikv_home / "sessions" / "s1" / "session.json").read_text())
-    second = tmp_path / "second.txt"
-    second.write_text(build(90, [FACT_NEEDLES[2]], [0.5], seed=12).text)
-    run = ikv("ingest", str(second), "--session", "s1", "--json")
-    assert run.returncode == 0, run.stderr
-    got = json.loads(run.stdout)
-    meta = json.loads((ikv_home / "sessions" / "s1" / "session.json").read_text())
-    assert [Path(d["path"]).name for d in meta["documents"]] == ["first.txt", "second.txt"]
-    assert all(d["complete"] for d in meta["documents"])
-    assert meta["tokens"] == first["tokens"] + got["tokens"]
-    assert got["archived_tokens"] > first["archived_tokens"]
-    sources = json.loads((ikv_home / "sessions" / "s1" / "archive" / "sources.json").read_text())["sources"]
-    assert [Path(s).name for s in sources] == ["first.txt", "second.txt"]
-    run = ikv("ask", "What is the pass key?", "--session", "s1", "--json", "-n", "24")
-    assert key.answer in json.loads(run.stdout)["answer"]
-
-
 def test_bad_input_is_refused_and_nothing_is_stored(ikv, tmp_path, ikv_home, doc):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
@@ -157,3 +137,23 @@ def test_kill_9_during_ingest_leaves_a_usable_session(ikv, tmp_path, ikv_home, i
     meta = json.loads((ikv_home / "sessions" / "k" / "session.json").read_text())
     assert [d["complete"] for d in meta["documents"]] == [True]
     assert got["archived_tokens"] + got["window_tokens"] - 1 == got["tokens"] == meta["tokens"]
+
+
+def test_a_second_document_is_appended(ikv, first_ingested, tmp_path, ikv_home):
+    key = pass_key_needle(11)
+    shutil.copytree(first_ingested[0] / "sessions", ikv_home / "sessions")
+    first = json.loads((ikv_home / "sessions" / "s1" / "session.json").read_text())
+    second = tmp_path / "second.txt"
+    second.write_text(build(90, [FACT_NEEDLES[2]], [0.5], seed=12).text)
+    run = ikv("ingest", str(second), "--session", "s1", "--json")
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    meta = json.loads((ikv_home / "sessions" / "s1" / "session.json").read_text())
+    assert [Path(d["path"]).name for d in meta["documents"]] == ["first.txt", "second.txt"]
+    assert all(d["complete"] for d in meta["documents"])
+    assert meta["tokens"] == first["tokens"] + got["tokens"]
+    assert got["archived_tokens"] > first["archived_tokens"]
+    sources = json.loads((ikv_home / "sessions" / "s1" / "archive" / "sources.json").read_text())["sources"]
+    assert [Path(s).name for s in sources] == ["first.txt", "second.txt"]
+    run = ikv("ask", "What is the pass key?", "--session", "s1", "--json", "-n", "24")
+    assert key.answer in json.loads(run.stdout)["answer"]

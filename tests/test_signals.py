@@ -18,11 +18,14 @@ from ikv_local.haystack import build, pass_key_needle
 
 pytestmark = pytest.mark.slow  # every test here loads a model in child processes or measures
 
+CHECKPOINT = 0.5  # seconds between checkpoints; each stop lands 0.1 to 1.5 periods after the first
+
+
 def _fast_checkpoints() -> None:
-    """Checkpoints every second, so the stops land before, after and during them."""
+    """Checkpoints every half second, so the stops land before, after and during them."""
     from ikv_local import ingest
 
-    ingest.CHECKPOINT_SECONDS = 1.0
+    ingest.CHECKPOINT_SECONDS = CHECKPOINT
 
 
 @pytest.fixture
@@ -35,17 +38,18 @@ def long_doc(tmp_path: Path) -> Path:
 
 def _stop_an_ingest(ikv_home: Path, path: Path, sig: signal.Signals,
                     delay: float) -> tuple[int, str]:
-    """Start an ingest, send `sig` `delay` seconds after the session is open; (rc, stderr)."""
+    """Start an ingest, send `sig` `delay` checkpoint periods after the session is open;
+    (rc, stderr)."""
     meta = ikv_home / "sessions" / "s" / "session.json"
     start = time.time_ns()
     proc = Child(("ingest", str(path), "--session", "s", "-c", "1024"), prepare=_fast_checkpoints)
     deadline = time.time() + 60
     try:
-        # open: a new session is saved when made, an old one at its first checkpoint (1 s in)
+        # open: a new session is saved when made, an old one at its first checkpoint
         while time.time() < deadline and not (meta.exists() and meta.stat().st_mtime_ns > start):
             assert proc.poll() is None, proc.communicate()[1]
             time.sleep(0.05)
-        time.sleep(delay)
+        time.sleep(delay * CHECKPOINT)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=10)  # a swallowed signal reads on for 20 s or more
     finally:
