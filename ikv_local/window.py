@@ -152,6 +152,9 @@ class Window:
         swa = engine.facts.n_swa if engine.facts.swa_layers else 0
         self._lag = min(layout.block, swa // 4) if swa else layout.block
         self._reach = swa - 16 if swa else 1 << 62  # unsketched tokens must stay within this
+        # a slot prefix is kept only where no layer drops its cells: a sliding-window layer
+        # reuses cells that slid out of the window (memory.md), so the slot's may be gone
+        self._keeps_slot = not swa or layout.n_ctx <= swa
 
     # -- building --------------------------------------------------------------
 
@@ -269,11 +272,11 @@ class Window:
 
         The slot tokens already there that `tokens` starts with stay: decoded again they would
         see the same sink and tokens (the cells differ only by another batch split's rounding).
-        Turns often recall the same first spans.
+        Turns often recall the same first spans. Not in a window wider than a sliding window.
         """
         if len(tokens) > self.layout.slot:
             raise EngineError(f"{len(tokens)} tokens for a recall slot of {self.layout.slot}")
-        held = self.slot_tokens if self.slot_tokens is not None else []
+        held = self.slot_tokens if self.slot_tokens is not None and self._keeps_slot else []
         keep = next((i for i, (a, b) in enumerate(zip(held, tokens)) if a != b),
                     min(len(held), len(tokens)))
         sink = self.layout.sink

@@ -24,16 +24,23 @@ if WORKER:
 os.environ.setdefault("IKV_CALIBRATION_TOKENS", "512")
 
 
+# each one's first slow test makes a measurement many others read: Gemma's sketch and the
+# book; Gemma's KV cache damage
+STARTERS = ("test_ask.py", "test_budget.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Slow tests first, each file's in its order: the fast ones then fill both workers to the
-    end, instead of one worker finishing a long test while the other has nothing left.
-    test_ask's come first: Gemma's sketch and the book are made for them on one worker, while
-    the other starts on the second model's tests (third) instead of waiting for them."""
-    items.sort(key=lambda item: (item.get_closest_marker("slow") is None,
-                                 item.path.name != "test_ask.py"))
+    end, instead of one worker finishing a long test while the other has nothing left. The
+    starters' first tests lead, each followed by a test of the second model (a worker takes
+    two at a time at the start): each measurement is made on one worker while the other works
+    on something else rather than waiting for it."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    slow = [i for i in items if i.get_closest_marker("slow")]
+    first = [i for i in (next((i for i in slow if i.path.name == n), None) for n in STARTERS) if i]
     second = [i for i in items if i.path.name == "test_second_model.py"]
-    rest = [i for i in items if i.path.name != "test_second_model.py"]
-    items[:] = rest[:2] + second + rest[2:]
+    lead = [item for pair in zip(first, second) for item in pair]
+    items[:] = lead + [i for i in items if i not in lead]
 
 
 @pytest.fixture(scope="session")

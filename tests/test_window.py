@@ -117,18 +117,28 @@ def test_the_slot_is_filled_beside_recent_tokens_and_cleared(rolled):
         window.fill_slot([eng.bos] * (window.layout.slot + 1))
 
 
-def test_a_slot_refilled_with_the_same_start_decodes_only_what_differs(rolled, monkeypatch):
+def test_a_slot_refilled_with_the_same_start_decodes_only_what_differs(rolled, engine3,
+                                                                       monkeypatch):
     """The slot tokens a new fill starts with are kept, not decoded again: they see the same
     sink and tokens either way. What the window reads next is as after a fill from empty, up
-    to the rounding of another batch split (seen: 0.004 of probability at most)."""
-    window, _, _ = rolled
-    eng = window.engine
+    to the rounding of another batch split (seen: 0.004 of probability at most). Not in a
+    window wider than Gemma's sliding window, whose layers may have reused the slot's cells."""
+    eng = engine3
     decoded: list[int] = []
     decode = eng.decode
     monkeypatch.setattr(eng, "decode", lambda t, *a, **k: (decoded.append(len(t)), decode(t, *a, **k)))
     first = eng.tokenize("Earlier text: the pass key is 12345. The boat is green.")
     second = eng.tokenize("Earlier text: the pass key is 12345. The cat sat on a red mat.")
     same = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
+    wide, _, _ = rolled
+    assert wide.layout.n_ctx > eng.facts.n_swa
+    wide.fill_slot(first)
+    decoded.clear()
+    wide.fill_slot(second)
+    assert decoded == [len(second)]  # wider than the sliding window: all decoded again
+    window = Window(eng, Layout.plan(eng.facts.n_swa, 1), None, None)
+    window.start([eng.bos])
+    window.append(eng.tokenize(build(20, [], [], seed=3).text)[:200], Origin(Role.DOCUMENT, 0, 0))
     probe = eng.tokenize(" The pass key is")
 
     def next_logits() -> np.ndarray:
