@@ -31,7 +31,14 @@ from ikv_local import files, interrupts
 from ikv_local.checkpoint import SessionError
 from ikv_local.history import Turn, set_aside
 from ikv_local.record import Role
-from ikv_local.session import OpenOptions, Session, check_name, hold_lock, sessions_dir
+from ikv_local.session import (
+    DEFAULT_OPTIONS,
+    OpenOptions,
+    Session,
+    check_name,
+    hold_lock,
+    sessions_dir,
+)
 
 _CHAT_ROLES = (int(Role.USER), int(Role.ASSISTANT))
 _SKIPPED = {".lock", "damaged"}
@@ -207,7 +214,7 @@ class Fork:
 
 
 def fork(name: str, new: str, at_turn: int | None = None,
-         options: OpenOptions = OpenOptions()) -> Fork:
+         options: OpenOptions = DEFAULT_OPTIONS) -> Fork:
     """A new session `new` sharing `name`'s conversation up to turn `at_turn` (all of it
     when None); `name` is only read."""
     from ikv_local.session import read_meta

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 import llama_cpp
 import numpy as np
@@ -37,6 +37,8 @@ from ikv_local.kvcost import bytes_per_token, cache_type
 from ikv_local.model_file import check_gguf, rope_factor_tensors
 from ikv_local.prompt import ChatFormat, Message, format_chat
 from ikv_local.sampling import SamplingParams, build_sampler
+
+T = TypeVar("T")
 
 _backend_ready = False
 YARN_KEY_ARCHS = ("grok", "mistral3")  # the rest keep llama.cpp's YaRN defaults
@@ -333,10 +335,8 @@ class Engine:
         ext = key("yarn_ext_factor", -1.0) if arch == "grok" else -1.0
         n_ctx_orig = int(info.get("n_ctx_orig_yarn") or llama_cpp.llama_model_n_ctx_train(m))
         n_ctx_seq = int(ctx.get("n_ctx_seq") or self.n_ctx)
-        if "rope_factor_tensors" not in self.shared:  # ggml reads a 262k vocabulary on the way
-            self.shared["rope_factor_tensors"] = rope_factor_tensors(self.path)
-        tensors: dict[str, tuple[float, ...]]
-        tensors = self.shared["rope_factor_tensors"]  # type: ignore[assignment]
+        # ggml's reader walks a 262k vocabulary on the way: once per loaded model
+        tensors = self.per_model("rope_factor_tensors", lambda: rope_factor_tensors(self.path))
         if "rope_freqs.weight" in tensors:
             name = "rope_freqs.weight"
         elif n_ctx_seq > n_ctx_orig:
@@ -363,6 +363,12 @@ class Engine:
         if self._loaded is not None:
             _release(self._loaded)
             self._loaded = None
+
+    def per_model(self, key: str, make: Callable[[], T]) -> T:
+        """`make()`, once per loaded model: the engines that share its weights share this."""
+        if key not in self.shared:
+            self.shared[key] = make()
+        return self.shared[key]  # type: ignore[return-value]
 
     def __enter__(self) -> Self:
         return self

@@ -26,9 +26,7 @@ _SAMPLE = 1 << 20
 def tokenizer_sha(engine: Engine) -> str:
     """Of every token's text; once per loaded model, and kept in the cache per model file (a
     262k vocabulary takes a fifth of a second, which every `ikv ask` would pay)."""
-    if "tokenizer_sha" not in engine.shared:
-        engine.shared["tokenizer_sha"] = _cached_tokenizer_sha(engine)
-    return str(engine.shared["tokenizer_sha"])
+    return engine.per_model("tokenizer_sha", lambda: _cached_tokenizer_sha(engine))
 
 
 def tokenizer_cache(model_path: Path) -> Path:

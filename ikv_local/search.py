@@ -28,6 +28,8 @@ from ikv_local.recall import RecallSettings, find_spans, query_sketches
 from ikv_local.record import Role
 from ikv_local.session import OpenOptions, Session, list_sessions
 
+READ_ONLY = OpenOptions(writable=False)  # frozen: one default shared by every call
+
 PASSAGE = 48  # tokens of context around a phrase found in the records
 WORDS_SCORE = 1.0  # an exact phrase outranks any sketch score (those are below 1)
 MEANING_FLOOR = 0.4  # below it, not shown: a choice by hand (docs/chat.md, "Search")
@@ -213,7 +215,7 @@ class Found:
 
 
 def search(query: str, names: list[str] | None = None, *, most: int = 10,
-           options: OpenOptions = OpenOptions(writable=False)) -> Found:
+           options: OpenOptions = READ_ONLY) -> Found:
     """Search the named sessions (every session when None), best hits first."""
     if not query.strip():
         raise SessionError("search for what? give some words")

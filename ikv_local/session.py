@@ -119,10 +119,13 @@ class OpenOptions:
     rebuild: bool = False  # repair: a lost window is decoded again from session.json's copy
 
 
+DEFAULT_OPTIONS = OpenOptions()  # frozen: one default shared by every call
+
+
 class Session:
     """An open session: engine, window, archive and index, bound to one model."""
 
-    def __init__(self, name: str, options: OpenOptions = OpenOptions()) -> None:
+    def __init__(self, name: str, options: OpenOptions = DEFAULT_OPTIONS) -> None:
         self.name = check_name(name)
         self.folder = sessions_dir() / name
         self.options = options

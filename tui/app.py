@@ -22,6 +22,7 @@ from ikv_local.chat import Chat, ChatSettings, memory, span_origin
 from ikv_local.errors import IkvError
 from ikv_local.fingerprint import model_label
 from ikv_local.session import (
+    DEFAULT_OPTIONS,
     OpenOptions,
     Session,
     list_sessions,
@@ -33,6 +34,8 @@ from tui.chat_view import ChatLog, HistoryInput, Said
 from tui.memory_map import MapState, MemoryView
 from tui.sessions import Ask, Confirm, SessionList
 from tui.steer import Alternatives, MessageMenu, SearchResults
+
+DEFAULT_SETTINGS = ChatSettings()  # frozen: one default shared by every app
 
 FLUSH_SECONDS = 0.05  # streamed text reaches the screen in blocks, not token by token
 
@@ -63,8 +66,8 @@ class IkvApp(App[None]):
         Binding("ctrl+q", "quit", "Quit"),
     ]
 
-    def __init__(self, session: str | None = None, options: OpenOptions = OpenOptions(),
-                 settings: ChatSettings = ChatSettings()) -> None:
+    def __init__(self, session: str | None = None, options: OpenOptions = DEFAULT_OPTIONS,
+                 settings: ChatSettings = DEFAULT_SETTINGS) -> None:
         """`options` open every session (its system prompt only the first); `settings` run the chat."""
         super().__init__()
         self.options = options
