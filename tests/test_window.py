@@ -124,19 +124,39 @@ def test_a_slot_refilled_with_the_same_start_decodes_only_what_differs(rolled, e
     to the rounding of another batch split (seen: 0.004 of probability at most). Not in a
     window wider than Gemma's sliding window, whose layers may have reused the slot's cells."""
     eng = engine3
-    decoded: list[int] = []
-    decode = eng.decode
-    monkeypatch.setattr(eng, "decode", lambda t, *a, **k: (decoded.append(len(t)), decode(t, *a, **k)))
+    decoded = _counting_decodes(eng, monkeypatch)
     first = eng.tokenize("Earlier text: the pass key is 12345. The boat is green.")
     second = eng.tokenize("Earlier text: the pass key is 12345. The cat sat on a red mat.")
-    same = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
     wide, _, _ = rolled
     assert wide.layout.n_ctx > eng.facts.n_swa
     wide.fill_slot(first)
     decoded.clear()
     wide.fill_slot(second)
     assert decoded == [len(second)]  # wider than the sliding window: all decoded again
-    window = Window(eng, Layout.plan(eng.facts.n_swa, 1), None, None)
+    _a_kept_prefix_is_not_decoded_again(eng, decoded, Layout.plan(eng.facts.n_swa, 1))
+
+
+@pytest.mark.slow
+def test_a_kept_slot_prefix_on_the_second_model(smollm_path, monkeypatch):
+    """SmolLM2 has no sliding-window layers: any window keeps the slot's prefix."""
+    with Engine(smollm_path, EngineConfig(n_ctx=1024, n_seq_max=N_SEQ)) as eng:
+        decoded = _counting_decodes(eng, monkeypatch)
+        _a_kept_prefix_is_not_decoded_again(eng, decoded, Layout.plan(1024, 1))
+
+
+def _counting_decodes(eng: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of each batch `eng` decodes from now on."""
+    decoded: list[int] = []
+    decode = eng.decode
+    monkeypatch.setattr(eng, "decode", lambda t, *a, **k: (decoded.append(len(t)), decode(t, *a, **k)))
+    return decoded
+
+
+def _a_kept_prefix_is_not_decoded_again(eng: Engine, decoded: list[int], layout: Layout) -> None:
+    first = eng.tokenize("Earlier text: the pass key is 12345. The boat is green.")
+    second = eng.tokenize("Earlier text: the pass key is 12345. The cat sat on a red mat.")
+    same = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
+    window = Window(eng, layout, None, None)
     window.start([eng.bos])
     window.append(eng.tokenize(build(20, [], [], seed=3).text)[:200], Origin(Role.DOCUMENT, 0, 0))
     probe = eng.tokenize(" The pass key is")
