@@ -94,7 +94,18 @@ def backend_init() -> None:
     global _backend_ready
     if not _backend_ready:
         llama_cpp.llama_backend_init()
+        blas_on_one_thread()
         _backend_ready = True
+
+
+def blas_on_one_thread() -> None:
+    """llama.cpp's threads own the cores. numpy's products here (sketches, a batch of keys
+    at a time) are small, and OpenBLAS's idle threads spin after each one, taking the cores
+    from the decode that follows: ingest ran 5% slower on 2 cores, and two test workers
+    lost a tenth of their CPU time to it."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def _load_model(path: Path, n_gpu_layers: int) -> tuple[ctypes.c_void_p, list[str]]:

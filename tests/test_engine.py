@@ -223,3 +223,11 @@ def test_ikv_threads_sets_the_default_thread_count_and_a_bad_one_is_one_error(mo
         monkeypatch.setenv("IKV_THREADS", bad)
         with pytest.raises(EngineError, match="IKV_THREADS"):
             default_threads()
+
+
+def test_numpy_blas_keeps_to_one_thread_once_llama_cpp_is_up(engine):
+    """OpenBLAS's idle threads spin after each product and took the cores from decodes."""
+    from threadpoolctl import threadpool_info
+
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert blas and all(lib["num_threads"] == 1 for lib in blas), blas
