@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_ikv
+from conftest import assert_one_line_error, made_once_per_run, run_ikv
 from tiny_gguf import FAMILIES, REFUSED, expected, write
 
 from ikv_local.engine import Engine, EngineConfig
@@ -37,14 +37,12 @@ CORRECTED = {"llama3-freqs", "qwen2-yarn", "phi3", "mistral3", "gpt-oss"}
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory, demo_path, smollm_shipped_path):
-    folder = tmp_path_factory.mktemp("tiny-models")
-    made: dict[str, Path] = {}
-
+    """Each family's model, written once per run by the first worker that asks for it."""
     def model(family: str) -> Path:
-        if family not in made:
-            made[family] = write(family, folder / f"{family}.gguf", spm=demo_path,
-                                 bpe=smollm_shipped_path)
-        return made[family]
+        name = f"{family}.gguf"
+        folder = made_once_per_run(tmp_path_factory, f"tiny-{family}", lambda out: write(
+            family, out / name, spm=demo_path, bpe=smollm_shipped_path))
+        return folder / name
 
     return model
 
