@@ -28,6 +28,7 @@ from ikv_local.passkey import document
 
 CHILD = """
 import json, sys, time
+from pathlib import Path
 import ikv_local.engine as engine
 if sys.argv[1] == "off":
     engine.blas_on_one_thread = lambda: None
@@ -35,7 +36,7 @@ from ikv_local.ingest import ingest
 from ikv_local.session import OpenOptions, Session
 with Session(sys.argv[2], OpenOptions(create=True, n_ctx=int(sys.argv[4]))) as s:
     t0 = time.perf_counter()
-    got = ingest(s, [sys.argv[3]])
+    got = ingest(s, [Path(sys.argv[3])])
     print(json.dumps({"seconds": time.perf_counter() - t0, "tokens": got.tokens}))
 """
 
