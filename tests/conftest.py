@@ -27,8 +27,11 @@ os.environ.setdefault("IKV_CALIBRATION_TOKENS", "512")
 # each one's first slow test makes a measurement many others read: Gemma's sketch and the
 # book; Gemma's KV cache damage
 STARTERS = ("test_ask.py", "test_budget.py")
+# folders made once per run that fast tests wait for (`pytest -m "not slow"`)
+FAST_STARTERS = ("book", "rolled_once", "template")
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Slow tests first, each file's in its order: the fast ones then fill both workers to the
     end, instead of one worker finishing a long test while the other has nothing left. The
@@ -37,10 +40,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     on something else rather than waiting for it."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     slow = [i for i in items if i.get_closest_marker("slow")]
+    if not slow:
+        _fast_subset_order(items)
+        return
     first = [i for i in (next((i for i in slow if i.path.name == n), None) for n in STARTERS) if i]
     second = [i for i in items if i.path.name == "test_second_model.py"]
     lead = [item for pair in zip(first, second) for item in pair]
     items[:] = lead + [i for i in items if i not in lead]
+
+
+def _fast_subset_order(items: list[pytest.Item]) -> None:
+    """Without the slow tests, the first test that needs each folder made once per run leads,
+    one to a worker, and the rest that need one go last, once it is made: both workers once
+    asked for the book at the start, and one waited 27 s for the other to make it."""
+    def needs(item: pytest.Item) -> bool:
+        return any(f in getattr(item, "fixturenames", ()) for f in FAST_STARTERS)
+
+    first = [i for i in (next((i for i in items if f in getattr(i, "fixturenames", ())), None)
+                         for f in FAST_STARTERS) if i]
+    free = [i for i in items if not needs(i)]
+    lead = [item for pair in zip(first, free) for item in pair]
+    items[:] = lead + [i for i in free if i not in lead] + [
+        i for i in items if needs(i) and i not in lead]
 
 
 @pytest.fixture(scope="session")

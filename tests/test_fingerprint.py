@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ikv_local.fingerprint import model_label, tokenizer_cache
 
 
@@ -12,6 +14,7 @@ def test_a_model_is_called_by_its_name_or_else_its_architecture():
     assert model_label({"arch": "qwen2"}) == "qwen2"  # sessions written before names were kept
 
 
+@pytest.mark.slow  # three new interpreters, each loading the model
 def test_the_tokenizer_digest_is_kept_per_model_file_and_read_back(demo_path, ikv_cache):
     """The digest is read from the cache in a new process (a fifth of a second per `ikv ask`
     on the demo model), and made again when the cache holds nothing usable."""
