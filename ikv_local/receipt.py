@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from importlib import metadata
@@ -98,6 +99,23 @@ def _git(*args: str, cwd: Path | None = None) -> str | None:
 SETTINGS = ("IKV_THREADS", "IKV_CALIBRATION_TOKENS")  # environment that changes what is measured
 
 
+def portable_command(command: str) -> str:
+    """The command with each absolute path cut to its last part (`--home /tmp/x` reads
+    `--home x`): receipts are committed, and a path of the machine that ran them says nothing
+    to a reader and may say too much about the machine."""
+    def cut(arg: str) -> str:
+        key, eq, value = arg.partition("=")
+        if eq and value.startswith("/"):
+            return f"{key}={Path(value).name}"
+        return Path(arg).name if arg.startswith("/") else arg
+
+    try:
+        args = shlex.split(command)
+    except ValueError:
+        return command
+    return shlex.join(cut(a) for a in args)
+
+
 def write(name: str, results: dict[str, object], inputs: dict[str, str], command: str,
           out_dir: str | os.PathLike[str] = "receipts") -> Path:
     """Write receipts/<name>.json atomically and return its path."""
@@ -106,7 +124,7 @@ def write(name: str, results: dict[str, object], inputs: dict[str, str], command
     path = out / f"{name}.json"
     receipt = {
         "benchmark": name,
-        "command": command,
+        "command": portable_command(command),
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "git_dirty": git_dirty(ignore=path),

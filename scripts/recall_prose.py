@@ -211,7 +211,8 @@ def main() -> int:
                             row = {"times": t, "variant": vname, "fact": i, "form": form,
                                    "in_spans": hit}
                             if vname == "default":  # what the slot got, for the defaults only
-                                row["spans"] = [sp.to_dict() for sp in spans]
+                                row["spans"] = [{**sp.to_dict(), "source": Path(sp.source).name}
+                                                for sp in spans]
                             rows.append(row)
                     summary[f"{t}x"][vname] = {
                         "same_in_spans": f"{tally['same']}/{len(archived)}",

@@ -42,3 +42,16 @@ def test_a_receipt_names_the_settings_that_change_its_figures(tmp_path, monkeypa
     monkeypatch.delenv("IKV_THREADS", raising=False)
     path = write("x", {}, {}, "python scripts/x.py", out_dir=tmp_path)
     assert json.loads(path.read_text())["settings"] == {"IKV_CALIBRATION_TOKENS": "512"}
+
+
+def test_a_receipt_names_no_path_of_the_machine_that_ran_it(tmp_path):
+    import json
+
+    from ikv_local.receipt import portable_command, write
+
+    cmd = "python scripts/recall_prose.py --times 4,16 --home /tmp/prose-final --out=/tmp/k8 -c 512"
+    path = write("x", {}, {}, cmd, out_dir=tmp_path)
+    assert json.loads(path.read_text())["command"] == (
+        "python scripts/recall_prose.py --times 4,16 --home prose-final --out=k8 -c 512")
+    kept = "python scripts/long_chat.py --system 'A conversation between a user and an assistant.'"
+    assert portable_command(kept) == kept
