@@ -44,24 +44,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         _fast_subset_order(items)
         return
     first = [i for i in (next((i for i in slow if i.path.name == n), None) for n in STARTERS) if i]
-    second = [i for i in items if i.path.name == "test_second_model.py"]
-    lead = [item for pair in zip(first, second) for item in pair]
+    lead = _paired(first, [i for i in items if i.path.name == "test_second_model.py"])
     items[:] = lead + [i for i in items if i not in lead]
+
+
+def _paired(first: list[pytest.Item], partners: list[pytest.Item]) -> list[pytest.Item]:
+    """Each of `first` followed by a partner: a worker takes two tests at the start."""
+    return [item for pair in zip(first, partners) for item in pair]
 
 
 def _fast_subset_order(items: list[pytest.Item]) -> None:
     """Without the slow tests, the first test that needs each folder made once per run leads,
     one to a worker, and the rest that need one go last, once it is made: both workers once
     asked for the book at the start, and one waited 27 s for the other to make it."""
-    def needs(item: pytest.Item) -> bool:
-        return any(f in getattr(item, "fixturenames", ()) for f in FAST_STARTERS)
+    def needs(item: pytest.Item, names: tuple[str, ...] = FAST_STARTERS) -> bool:
+        return any(f in getattr(item, "fixturenames", ()) for f in names)
 
-    first = [i for i in (next((i for i in items if f in getattr(i, "fixturenames", ())), None)
-                         for f in FAST_STARTERS) if i]
+    first = [i for i in (next((i for i in items if needs(i, (f,))), None) for f in FAST_STARTERS)
+             if i]
     free = [i for i in items if not needs(i)]
-    lead = [item for pair in zip(first, free) for item in pair]
-    items[:] = lead + [i for i in free if i not in lead] + [
-        i for i in items if needs(i) and i not in lead]
+    lead = _paired(first, free)
+    items[:] = lead + [i for i in items if i not in lead and not needs(i)] + [
+        i for i in items if i not in lead and needs(i)]
 
 
 @pytest.fixture(scope="session")
