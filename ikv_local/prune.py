@@ -50,11 +50,11 @@ def parse_date(text: str) -> dt.datetime:
         when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise IkvError(f"not a date: {text!r} (try 2026-11-01 or 2026-11-01T12:00)") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _time(stamp: str) -> dt.datetime:
-    return parse_date(stamp) if stamp else dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return parse_date(stamp) if stamp else dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def segments(session: Session) -> list[Segment]:

@@ -90,8 +90,7 @@ def main() -> int:
         have = len(body) // RECORD_SIZE
         reps, rest = divmod(max(0, n - have), have)
         with open(path, "ab") as f:
-            for _ in range(reps):
-                f.write(body)
+            f.writelines(body for _ in range(reps))
             f.write(body[: rest * RECORD_SIZE])
         size = sum(p.stat().st_size for p in grown.rglob("*") if p.is_file())
 

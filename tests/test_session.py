@@ -28,9 +28,8 @@ def test_records_past_the_checkpoint_are_cut_with_a_warning(copy):
     archive = Archive(copy / "archive")
     n = len(archive)
     archive.append(archive.records()[:10].copy())  # as an ingest killed after a checkpoint
-    with pytest.warns(UserWarning, match="interrupted ingest"):
-        with Session("book", OpenOptions()) as s:
-            assert len(s.archive) == n == s.window.archived
+    with pytest.warns(UserWarning, match="interrupted ingest"), Session("book", OpenOptions()) as s:
+        assert len(s.archive) == n == s.window.archived
     # read-only opens never cut; the checkpoint still hides nothing it knows
     with Session("book", OpenOptions(writable=False)) as s:
         assert len(s.archive) == n
@@ -42,9 +41,8 @@ def test_one_writer_at_a_time(copy):
             Session("book", OpenOptions())
         with pytest.raises(SessionBusy):
             Session("book", OpenOptions(writable=False))
-    with Session("book", OpenOptions(writable=False)):
-        with Session("book", OpenOptions(writable=False)):
-            pass  # readers share
+    with Session("book", OpenOptions(writable=False)), Session("book", OpenOptions(writable=False)):
+        pass  # readers share
 
 
 def test_a_damaged_checkpoint_is_refused_in_one_line(copy):

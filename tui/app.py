@@ -10,11 +10,11 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Input, ProgressBar
 
@@ -50,7 +50,7 @@ class IkvApp(App[None]):
     #ingest.running { display: block; }
     HistoryInput { margin: 0 1 1 1; }
     """
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop answer"),
         Binding("ctrl+n", "new_session", "New session"),
         Binding("f2", "rename_session", "Rename"),

@@ -116,7 +116,7 @@ def family_row(family: str, model: Path, ngl: int, home: Path) -> dict[str, obje
         }
     else:
         row["ask"] = {"rc": rc, "seconds": s, "error": err.strip()[-300:]}
-    chat = "--session c -c 512 --temp 0 -n 8 --json".split()
+    chat = ["--session", "c", "-c", "512", "--temp", "0", "-n", "8", "--json"]
     rc, out, err, s = ikv("chat", str(model), *chat, *ngl_args,
                           stdin="Hello there.\nWhat did I say?\n", env=env)
     row["chat"] = {
