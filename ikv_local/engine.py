@@ -108,10 +108,27 @@ def blas_on_one_thread() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
-def _load_model(path: Path, n_gpu_layers: int) -> tuple[ctypes.c_void_p, list[str]]:
+def extra_buffers_safe(system_info: str) -> bool:
+    """Whether llama.cpp may keep weights in its CPU backend's extra buffer types.
+
+    Not in a build with AMX kernels: pip builds llama-cpp-python for the CPU it is built on,
+    and on an Intel Xeon with AMX the first product of weights in the AMX buffer crashes the
+    process (SIGSEGV at `ldtilecfg` in `ggml_backend_amx_mul_mat`, llama.cpp issue 20824;
+    llama-cpp-python 0.3.36). In plain CPU buffers the AVX-512 kernels run them."""
+    return "AMX_INT8 = 1" not in system_info
+
+
+def model_params(n_gpu_layers: int) -> llama_cpp.llama_model_params:
     backend_init()
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = n_gpu_layers
+    params.use_extra_bufts = extra_buffers_safe(
+        llama_cpp.llama_print_system_info().decode("utf-8", "replace"))
+    return params
+
+
+def _load_model(path: Path, n_gpu_layers: int) -> tuple[ctypes.c_void_p, list[str]]:
+    params = model_params(n_gpu_layers)
     with llama_log.capture() as log:
         model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
     if model:

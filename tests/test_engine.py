@@ -231,3 +231,18 @@ def test_numpy_blas_keeps_to_one_thread_once_llama_cpp_is_up(engine):
 
     blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
     assert blas and all(lib["num_threads"] == 1 for lib in blas), blas
+
+
+def test_weights_stay_out_of_amx_buffers_in_a_build_with_amx():
+    """llama.cpp 0.3.36's AMX kernels crash the first decode on Xeons with AMX (SIGSEGV at
+    ldtilecfg); pip builds them in wherever it builds on such a CPU."""
+    from ikv_local.engine import extra_buffers_safe
+
+    amd = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | AVX512 = 1 | REPACK = 1 | "
+    xeon = "CPU : SSE3 = 1 | AVX2 = 1 | AVX512_BF16 = 1 | AMX_INT8 = 1 | LLAMAFILE = 1 | REPACK = 1 | "
+    assert extra_buffers_safe(amd)
+    assert not extra_buffers_safe(xeon)
+
+
+def test_no_weight_is_loaded_into_an_amx_buffer(engine):
+    assert not [line for line in engine._loaded.log if "AMX model buffer" in line]
