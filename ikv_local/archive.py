@@ -142,6 +142,17 @@ class Archive:
                 stacklevel=3,
             )
 
+    @staticmethod
+    def stored_meta(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+        """The header's metadata alone, or None where there is no readable header (opening
+        the archive then says what is wrong)."""
+        try:
+            with open(Path(folder) / RECORDS_FILE, "rb") as f:
+                fixed = f.read(FIXED_HEADER_SIZE)
+                return unpack_header(fixed + f.read(header_size(fixed) - len(fixed))).meta
+        except (OSError, ArchiveError):
+            return None
+
     # -- reading -----------------------------------------------------------------
 
     @property

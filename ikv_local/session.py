@@ -243,9 +243,20 @@ class Session:
                 f"session {self.name!r} belongs to model {model_label(made)} "
                 f"({made['sha'][:12]}); {path.name} is another model ({fp['sha'][:12]})"
             )
-        self.spec: SketchSpec = sketch_spec(self.engine)
         self.chat_format = self.engine.chat_format()
         return fp
+
+    def _sketch(self, folder: Path, exists: bool) -> SketchSpec:
+        """An archive's own sketch for its records, the model's for a new one. The model's is
+        measured on this machine, and another machine's kernels (AVX2 against AVX-512) give
+        means a few ulps apart: a session carried there would no longer open."""
+        stored = Archive.stored_meta(folder) if exists else None
+        if stored and isinstance(stored.get("sketch"), dict):
+            try:
+                return SketchSpec.from_dict(stored["sketch"])
+            except (KeyError, TypeError, ValueError):
+                pass  # checked against the model's below, and refused in its words
+        return sketch_spec(self.engine)
 
     def _window(self, layout: Layout) -> Window:
         return Window(self.engine, layout, self.archive if self.options.writable else None,
@@ -269,13 +280,14 @@ class Session:
 
     def _open_archive(self, fp: dict[str, Any], saved: WindowHeader | None, exists: bool) -> None:
         """The archive as the last checkpoint committed it, its sources checked against it."""
+        folder = self.folder / "archive"
+        self.spec = self._sketch(folder, exists)
         meta = {"model_fingerprint": fp, "sketch": self.spec.to_dict()}
         committed: int | None = 0
         if saved:
             committed = saved.committed
         elif exists:
             committed = None  # repair of a format-1 session: no count to go by, keep what verifies
-        folder = self.folder / "archive"
         if exists and not (folder / RECORDS_FILE).is_file() and (committed or committed is None):
             raise Damaged(f"session {self.name!r} has lost its archive; {repair_hint(self.name)}")
         with warnings.catch_warnings():

@@ -45,6 +45,33 @@ def test_one_writer_at_a_time(copy):
         pass  # readers share
 
 
+def test_a_session_opens_with_its_own_sketch_where_the_model_measures_another(
+        copy, demo_path, monkeypatch, tmp_path):
+    """Carried to a machine whose kernels measure the model's sketch means a few ulps
+    apart, a session still opens and recalls with the sketch its records were made with;
+    only new sessions take the model's."""
+    import json
+
+    from ikv_local.fingerprint import model_fingerprint
+    from ikv_local.paths import cache_dir
+    from ikv_local.sketch import SketchSpec
+
+    made = Archive.stored_meta(copy / "archive")
+    entry = f"{made['model_fingerprint']['sha']}.json"
+    shared = json.loads((cache_dir() / "sketch" / entry).read_text())
+    shared["means"][0][1] += 1e-6  # as the other machine measured it
+    monkeypatch.setenv("IKV_CACHE", str(tmp_path))
+    (tmp_path / "sketch").mkdir()
+    (tmp_path / "sketch" / entry).write_text(json.dumps(shared))
+    for writable in (False, True):
+        with Session("book", OpenOptions(writable=writable)) as s:
+            assert s.spec == SketchSpec.from_dict(made["sketch"])
+            assert model_fingerprint(s.engine)["sha"] == made["model_fingerprint"]["sha"]
+    with Session("new", OpenOptions(model=str(demo_path), create=True, n_ctx=256)) as s:
+        assert s.spec.means[0][1] == shared["means"][0][1]
+        assert s.archive.meta["sketch"]["means"] == shared["means"]
+
+
 def test_a_damaged_checkpoint_is_refused_in_one_line(copy):
     path = copy / "window.bin"
     data = bytearray(path.read_bytes())
