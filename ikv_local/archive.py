@@ -31,6 +31,7 @@ from ikv_local.record import (
     RECORD_SIZE,
     ArchiveError,
     ArchiveFormatError,
+    Header,
     check_compatible,
     header_size,
     pack_header,
@@ -42,6 +43,16 @@ RECORDS_FILE = "records.ikv"
 _WORDS_PER_RECORD = RECORD_SIZE // 4
 _SKETCH_WORDS = slice(RECORD_DTYPE.fields["sketch"][1] // 4, (RECORD_DTYPE.fields["sketch"][1] + 64) // 4)
 SOURCES_FILE = "sources.json"
+
+
+def _read_header(path: Path) -> Header:
+    with open(path, "rb") as f:
+        fixed = f.read(FIXED_HEADER_SIZE)
+        head = fixed + f.read(header_size(fixed) - len(fixed))
+    header = unpack_header(head)
+    if len(head) < header.header_size:
+        raise ArchiveFormatError(f"truncated header in {path}")
+    return header
 
 
 class ArchiveWarning(UserWarning):
@@ -69,14 +80,7 @@ class Archive:
         self.path = self.folder / RECORDS_FILE
         if not self.path.is_file():
             raise ArchiveError(f"no archive in {self.folder}")
-        with open(self.path, "rb") as f:
-            fixed = f.read(FIXED_HEADER_SIZE)
-            size = header_size(fixed)
-            f.seek(0)
-            head = f.read(size)
-        self.header = unpack_header(head)
-        if len(head) < self.header.header_size:
-            raise ArchiveFormatError(f"truncated header in {self.path}")
+        self.header = _read_header(self.path)
         if expect is not None:
             check_compatible(self.header.meta, expect)
         self.writable = writable
@@ -147,9 +151,7 @@ class Archive:
         """The header's metadata alone, or None where there is no readable header (opening
         the archive then says what is wrong)."""
         try:
-            with open(Path(folder) / RECORDS_FILE, "rb") as f:
-                fixed = f.read(FIXED_HEADER_SIZE)
-                return unpack_header(fixed + f.read(header_size(fixed) - len(fixed))).meta
+            return _read_header(Path(folder) / RECORDS_FILE).meta
         except (OSError, ArchiveError):
             return None
 
