@@ -16,7 +16,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -59,6 +59,22 @@ class Document:
     pruned_all: bool = False  # every token of it was pruned from the archive
 
 
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def plain(value: Any) -> Any:
+    """`dataclasses.asdict` without its deep copy of every element: a checkpoint's token lists
+    hold four entries per token of the window, and asdict copied each one at every turn."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        if all(isinstance(v, _SCALARS) for v in value):
+            return type(value)(value)
+        return type(value)(plain(v) for v in value)
+    return value
+
 @dataclass
 class WindowHeader:
     """What `Window.restore` needs besides llama.cpp's state, plus the session's counts.
@@ -96,7 +112,7 @@ class WindowHeader:
         return replace(self, sketches="", session=None, sources=None)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: Any) -> WindowHeader:
@@ -128,7 +144,7 @@ class SessionMeta:
 
     def to_dict(self) -> dict[str, Any]:
         """As written, at this ikv's format (the checksum is added by `checkpoint`)."""
-        out = {"format": FORMAT, **asdict(self)}
+        out = {"format": FORMAT, **plain(self)}
         if self.window is None:
             del out["window"]
         return out

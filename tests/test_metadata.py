@@ -27,6 +27,7 @@ from ikv_local.metadata import (
     NewerFormat,
     SessionMeta,
     WindowHeader,
+    plain,
 )
 
 FOLDER = Path(__file__).parent / "data" / "session-format2"
@@ -49,6 +50,15 @@ def test_a_session_round_trips_through_its_dict():
     data = json.loads(json.dumps(m.to_dict()))
     assert data["format"] == FORMAT and SessionMeta.from_dict(data) == m
 
+
+def test_plain_is_asdict_and_shares_nothing_with_the_session():
+    m = replace(meta(), window=replace(meta().window, session=meta().copy()))
+    out = plain(m)
+    assert out == asdict(m) and {"format": FORMAT, **out} == m.to_dict()
+    out["window"]["recent"]["tokens"].append(9)
+    out["documents"][0]["path"] = "other"
+    out["layout"]["sink"] = 0
+    assert m == replace(meta(), window=replace(meta().window, session=meta().copy()))
 
 def test_format_1_is_upgraded_by_its_named_step():
     """Format 1: no checksum, no window copy; early files also lacked kv, system and counts."""
