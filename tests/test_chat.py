@@ -13,6 +13,7 @@ from ikv_local.sampling import SamplingParams
 from ikv_local.session import OpenOptions, Session, sessions_dir
 
 GREEDY = ChatSettings(max_tokens=16, params=SamplingParams.greedy())
+BRIEF = ChatSettings(max_tokens=6, params=SamplingParams.greedy())  # turns that only fill the window
 FILLER = build(40, [], [], seed=3).text.split(". ")
 
 
@@ -39,14 +40,14 @@ def test_the_window_holds_the_conversation_as_the_format_renders_it(demo_path):
 @pytest.mark.slow
 def test_a_fact_from_a_turn_that_left_the_window_is_recalled(demo_path):
     with Session("c", OpenOptions(create=True, n_ctx=512)) as s:
-        chat = Chat(s, GREEDY)
-        chat.turn("Please remember this: the vault code is 7316.")
+        Chat(s, GREEDY).turn("Please remember this: the vault code is 7316.")
+        chat = Chat(s, BRIEF)
         i = 0
         while s.window.archived < 700:  # the window rolls twice
             chat.turn(". ".join(FILLER[i : i + 3]) + ".")
             i += 3
         assert s.window.archived > s.window.layout.n_ctx
-        turn, _ = chat.turn("What is the vault code?")
+        turn, _ = Chat(s, GREEDY).turn("What is the vault code?")
         found = [sp for sp in turn.recalled if "7316" in sp["text"]]
         assert found and span_origin(s, found[0]) == "chat, turn 1"
         assert "7316" in turn.answer
@@ -58,9 +59,9 @@ def test_a_fact_from_a_turn_that_left_the_window_is_recalled(demo_path):
 @pytest.mark.slow
 def test_a_resumed_session_continues_exactly(demo_path):
     with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
-        chat = Chat(s, GREEDY)
+        chat = Chat(s, BRIEF)
         for i in range(8):
-            chat.turn(". ".join(FILLER[3 * i : 3 * i + 3]) + ".")
+            chat.turn(". ".join(FILLER[4 * i : 4 * i + 4]) + ".")
         assert s.window.archived > 0
         tokens = list(s.window.recent.tokens)
     shutil.copytree(sessions_dir() / "a", sessions_dir() / "b")
@@ -125,7 +126,7 @@ def test_a_question_as_long_as_allowed_is_answered_in_a_full_window(demo_path):
     from ikv_local.ask import question_cap
 
     with Session("c", OpenOptions(create=True, n_ctx=512)) as s:
-        chat = Chat(s, GREEDY)
+        chat = Chat(s, BRIEF)
         i = 0
         while s.window.cells + 128 <= s.window.layout.n_ctx:  # 128: a batch of the query
             chat.turn(". ".join(FILLER[i : i + 3]) + ".")
@@ -137,5 +138,5 @@ def test_a_question_as_long_as_allowed_is_answered_in_a_full_window(demo_path):
             n -= 5
         question = " ".join(words[:n])
         assert len(s.engine.tokenize(question)) > s.window.layout.slot  # more than the slot frees
-        turn, _ = chat.turn(question)
+        turn, _ = Chat(s, GREEDY).turn(question)
         assert turn.recalled and s.window.cells <= s.window.layout.n_ctx
