@@ -17,7 +17,9 @@ from tui.memory_map import MapState, cell_kinds, counters, render_map
 
 SMALL = OpenOptions(n_ctx=512)
 GREEDY = ChatSettings(max_tokens=16, params=SamplingParams.greedy())
+BRIEF = ChatSettings(max_tokens=6, params=SamplingParams.greedy())  # no answer is read
 FILLER = build(40, [], [], seed=4).text.split(". ")
+LONG_FILLER = build(90, [], [], seed=14).text.split(". ")  # few long turns roll the window
 SIZE = (140, 40)
 COUNT = "Count from 1 to 300: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"  # a long answer, greedily
 
@@ -72,8 +74,8 @@ async def test_a_turn_streams_into_the_chat_and_the_memory_view_follows(demo_pat
         # the window rolls: the map now shows archived cells, the counters follow
         i = 0
         while app.state.archived < 700:
-            await _send(pilot, ". ".join(FILLER[i : i + 3]) + ".")
-            i += 3
+            await _send(pilot, ". ".join(LONG_FILLER[i : i + 6]) + ".")
+            i += 6
         kinds = cell_kinds(replace(app.state, recalled=[]), 60)
         assert kinds[0] == "archived" and kinds[-1] == "hot"
         assert "archived" in str(app.query_one("#legend").render())
@@ -173,7 +175,7 @@ async def test_retry_edit_undo_fork_and_search_from_the_keys_and_the_message_men
     from tui.steer import Alternatives, MessageMenu, SearchResults
 
     lines = [". ".join(FILLER[3 * i : 3 * i + 3]) + "." for i in range(4)]
-    app = IkvApp("t", SMALL, GREEDY)
+    app = IkvApp("t", SMALL, BRIEF)
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
         for line in lines[:3]:
@@ -185,7 +187,7 @@ async def test_retry_edit_undo_fork_and_search_from_the_keys_and_the_message_men
         undone = (list(app.session.window.recent.tokens),
                   [int(t) for t in app.session.archive.records()["token"]])
         with Session("typed-right", replace(SMALL, create=True)) as s:  # typed without the mistake
-            chat = Chat(s, GREEDY)
+            chat = Chat(s, BRIEF)
             for line in lines[:3]:
                 chat.turn(line)
             assert undone == (list(s.window.recent.tokens),
