@@ -136,7 +136,7 @@ def test_terminal_chat_ctrl_c_stops_an_answer_and_the_session_resumes(ikv_cache,
 
 
 def test_kill_9_during_a_turn_keeps_every_completed_turn(ikv_cache, ikv, ikv_home):
-    proc = subprocess.Popen([*CHAT, "--session", "k", "-c", "512", "--temp", "0", "-n", "16",
+    proc = subprocess.Popen([*CHAT, "--session", "k", "-c", "512", "--temp", "0", "-n", "6",
                              "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     done = []
