@@ -75,6 +75,7 @@ def plain(value: Any) -> Any:
         return type(value)(plain(v) for v in value)
     return value
 
+
 @dataclass
 class WindowHeader:
     """What `Window.restore` needs besides llama.cpp's state, plus the session's counts.

@@ -14,7 +14,7 @@ from ikv_local.history import alternatives
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import OpenOptions, Session, sessions_dir
 
-GREEDY = ChatSettings(max_tokens=6, params=SamplingParams.greedy())  # no answer is read
+GREEDY = ChatSettings(max_tokens=6, params=SamplingParams.greedy())  # streams compared, not read
 FILLER = build(40, [], [], seed=5).text.split(". ")
 LINES = [". ".join(FILLER[3 * i : 3 * i + 3]) + "." for i in range(12)]
 

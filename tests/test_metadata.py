@@ -60,6 +60,7 @@ def test_plain_is_asdict_and_shares_nothing_with_the_session():
     out["layout"]["sink"] = 0
     assert m == replace(meta(), window=replace(meta().window, session=meta().copy()))
 
+
 def test_format_1_is_upgraded_by_its_named_step():
     """Format 1: no checksum, no window copy; early files also lacked kv, system and counts."""
     old = {"name": "s", "model": {"path": "/m.gguf", "fingerprint": {"sha": "ab"}}, "n_ctx": 512,

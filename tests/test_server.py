@@ -103,7 +103,7 @@ def test_a_long_conversation_sent_as_clients_send_it_recalls_the_first_turn(demo
         for i, line in enumerate(said):
             history.append({"role": "user", "content": line})
             sent = history if i < 4 else history[-5:]  # the client keeps its last 5 messages
-            r = ask(c, sent, max_tokens=6)  # no answer is read
+            r = ask(c, sent, max_tokens=6)  # the answers only fill the history
             extra = r.model_extra["ikv"]
             sessions.add(extra["session"])
             history.append({"role": "assistant", "content": r.choices[0].message.content})

@@ -17,7 +17,7 @@ from tui.memory_map import MapState, cell_kinds, counters, render_map
 
 SMALL = OpenOptions(n_ctx=512)
 GREEDY = ChatSettings(max_tokens=16, params=SamplingParams.greedy())
-BRIEF = ChatSettings(max_tokens=6, params=SamplingParams.greedy())  # no answer is read
+BRIEF = ChatSettings(max_tokens=6, params=SamplingParams.greedy())  # answers nobody reads
 FILLER = build(40, [], [], seed=4).text.split(". ")
 LONG_FILLER = build(90, [], [], seed=14).text.split(". ")  # few long turns roll the window
 SIZE = (140, 40)
