@@ -41,9 +41,9 @@ def ops(docs: Path) -> dict[str, Op]:
         Op("ingest-new", ("ingest", str(docs / "a.txt"), "--session", "new", "-c", "512"),
            session="new"),
         Op("ingest", ("ingest", str(docs / "b.txt"), "--session", NAME)),
-        Op("chat-turn", ("chat", "--session", NAME, "-n", "8"), stdin="Say hi.\n"),
+        Op("chat-turn", ("chat", "--session", NAME, "-n", "8", "--temp", "0"), stdin="Say hi.\n"),
         Op("undo", ("chat", "--session", NAME), stdin="/undo 1\n"),
-        Op("retry", ("chat", "--session", NAME, "-n", "8"), stdin="/retry\n"),
+        Op("retry", ("chat", "--session", NAME, "-n", "8", "--temp", "0"), stdin="/retry\n"),
         Op("fork", ("sessions", "fork", NAME, "f", "--at-turn", "2"), session="f"),
         Op("prune", ("sessions", "prune", NAME, "--keep-last", "1", "--yes")),
         Op("rename", ("sessions", "rename", NAME, "m2"), renamed_to="m2"),
@@ -72,9 +72,9 @@ def make_template(root: Path) -> tuple[Path, Path]:
     (docs / "b.txt").write_text(build(20, [], [], seed=2).text)
     home = root / "template"
     for args, stdin in ((("ingest", str(docs / "a.txt"), "--session", NAME, "-c", "512"), None),
-                        (("chat", "--session", NAME, "-n", "8"), "Say hello.\n"),
+                        (("chat", "--session", NAME, "-n", "8", "--temp", "0"), "Say hello.\n"),
                         (("ingest", str(docs / "b.txt"), "--session", NAME), None),
-                        (("chat", "--session", NAME, "-n", "8"), "Say bye.\nSay thanks.\n")):
+                        (("chat", "--session", NAME, "-n", "8", "--temp", "0"), "Say bye.\nSay thanks.\n")):
         done = run(args, home, stdin)
         if done.returncode != 0:
             raise RuntimeError(done.stderr)
