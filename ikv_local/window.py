@@ -315,7 +315,7 @@ class Window:
     def snapshot(self) -> tuple[WindowHeader, bytes]:
         """What `restore` needs: the bookkeeping (copied) and llama.cpp's state of sequence 0."""
         if self._shift_pending:
-            raise EngineError("cannot save a window whose shift llama.cpp has not applied yet")
+            self._apply_shift()
         header = WindowHeader(
             layout=self.layout.to_dict(),
             sink_tokens=list(self.sink_tokens),
@@ -327,6 +327,14 @@ class Window:
             sketches=base64.b64encode(self.sketches.tobytes()).decode(),
         )
         return header, self.engine.state_get(0)
+
+    def _apply_shift(self) -> None:
+        """llama.cpp turns shifted keys at its next decode, and a saved state must hold them
+        turned: one token decoded past the end, then removed."""
+        pos = self.next_pos
+        self.engine.decode([(self.recent.tokens or self.sink_tokens)[-1]], pos, logits_last=False)
+        self.engine.seq_rm(WINDOW_SEQ, pos, -1)
+        self._shift_pending = False
 
     def restore(self, header: WindowHeader, state: bytes) -> None:
         if Layout(**header.layout) != self.layout:

@@ -204,6 +204,27 @@ def test_snapshot_and_restore_give_the_same_next_token(rolled):
     np.testing.assert_allclose(eng.logits(), before, atol=1e-3)
 
 
+def test_a_window_saved_right_after_its_first_block_restores_as_it_reads_on(engine3):
+    """The first recent tokens are decoded after the sink and moved up; llama.cpp turns
+    their keys at its next decode. A save before that (a one-word document, a checkpoint
+    after the first block) once failed; it must hold the turned keys."""
+    eng = engine3
+    eng.clear()
+    window = Window(eng, Layout.plan(1024, 1), None, sketch_spec(eng))
+    window.start([eng.bos])
+    window.append(eng.tokenize("Remember that the harbour light is green."),
+                  Origin(Role.DOCUMENT, 0, 0))
+    meta, state = window.snapshot()
+    probe = eng.tokenize(" The harbour light is")
+    eng.decode(probe, window.next_pos)
+    before = eng.logits()
+    eng.clear()
+    fresh = Window(eng, window.layout, None, window.spec)
+    fresh.restore(meta, state)
+    eng.decode(probe, fresh.next_pos)
+    np.testing.assert_allclose(eng.logits(), before, atol=1e-3)
+
+
 def test_sketches_of_aged_tokens_match_a_fresh_reading(rolled, engine3):
     """Sketched while recent (before sliding-window layers reuse the cells), they still
     equal sketches read from a fresh decode of the same text (up to a few bits)."""
