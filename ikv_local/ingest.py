@@ -155,10 +155,11 @@ def _read(session: Session, paths: list[Path], sizes: list[int], saved: _Checkpo
             window.append(gap, origin)
             doc_tokens += len(gap)
         before = 0
+        step = min(PROGRESS_TOKENS, window.layout.block)  # the window decodes a block at a time
         for text, done in text_pieces(path):
             piece = engine.tokenize(text)
-            for at in range(0, len(piece), PROGRESS_TOKENS):  # a bar that moves every second or so
-                part = piece[at : at + PROGRESS_TOKENS]
+            for at in range(0, len(piece), step):  # a bar that moves, a stop or a checkpoint
+                part = piece[at : at + step]
                 window.append(part, origin)
                 doc_tokens += len(part)
                 if on_progress:
