@@ -118,7 +118,7 @@ def test_kill_9_during_ingest_leaves_a_usable_session(ikv, tmp_path, ikv_home, i
     from forked import Child
 
     path = tmp_path / "long.txt"
-    path.write_text(build(250, [pass_key_needle(21)], [0.1], seed=21).text)  # ≈4k tokens
+    path.write_text(build(130, [pass_key_needle(21)], [0.1], seed=21).text)  # ≈2k tokens: ~800 after the kill
     proc = Child(("ingest", str(path), "--session", "k", "-c", "1024"))
     records = ikv_home / "sessions" / "k" / "archive" / "records.ikv"
     deadline = time.time() + 120
