@@ -5,6 +5,7 @@ tokens began then (`window_from`). Nothing since was dropped, so the window as i
 turn k is rebuilt exactly, the same token ids at the same positions: the archive keeps the
 records before `window_from` and the tokens from there to `start` are decoded again after
 the sink. The recall slot starts empty, as recall refills it at the start of every turn.
+Where nothing aged since that turn began, its window is still in the cache and is only cut.
 
 Crash safety comes from the order of the writes. Taken-back turns are appended to
 alternatives.jsonl, then the rebuilt window is checkpointed (session.json first, then
@@ -39,6 +40,7 @@ from ikv_local.session import (
     hold_lock,
     sessions_dir,
 )
+from ikv_local.window import Window
 
 _CHAT_ROLES = (int(Role.USER), int(Role.ASSISTANT))
 _SKIPPED = {".lock", "damaged"}
@@ -132,15 +134,21 @@ def rewind(session: Session, keep: int, why: str | None) -> list[Turn]:
         raise SessionError("this session was opened read-only")
     plan = plan_rewind(session, keep)
     window = session.window
-    try:
-        new = session.decode_window(plan.recent, plan.archived, window.dropped,
-                                    plan.previous_token)
-    except BaseException:
-        session.restore_window()  # the engine's cache was cleared for the new window
-        raise
+    cut = _still_held(window, plan)
+    if not cut:
+        try:
+            new = session.decode_window(plan.recent, plan.archived, window.dropped,
+                                        plan.previous_token)
+        except BaseException:
+            session.restore_window()  # the engine's cache was cleared for the new window
+            raise
     with interrupts.held():
         if why is not None:
             set_aside(session.folder, plan.taken, why)
+        if cut:  # (after set_aside, which may fail: the window stays whole until here)
+            window.clear_slot()
+            window.truncate(len(plan.recent["tokens"]))
+            new = window
         session.window = new
         session.history.keep(keep, writable=False)
         session.save(going_back=True)  # from here on the session is rewound
@@ -148,6 +156,15 @@ def rewind(session: Session, keep: int, why: str | None) -> list[Turn]:
         session.archive.truncate(plan.archived)
         session.index.refresh()
     return plan.taken
+
+
+def _still_held(window: Window, plan: Rewind) -> bool:
+    """Nothing has aged since the first turn taken back began: the window it began with is
+    still in the cache, and cutting what came after keeps its cells as they were decoded
+    (beside the recall slot of their own turns), where decoding them again would not."""
+    n = len(plan.recent["tokens"])
+    return (window.archived == plan.archived and not window.lent
+            and window.recent.tokens[:n] == plan.recent["tokens"])
 
 
 # -- forks -----------------------------------------------------------------------------

@@ -85,6 +85,42 @@ def test_undo_across_a_roll_leaves_what_the_conversation_without_the_turns_would
 
 
 @pytest.mark.slow
+def test_an_undo_where_nothing_aged_keeps_the_cells_and_decodes_nothing(demo_path):
+    """The cells of the turns kept were decoded beside the recall slot of their own turns;
+    decoded again they would not see it. Where none aged since, they stay as they were."""
+    with Session("a", OpenOptions(create=True, n_ctx=1024)) as s:
+        chat, w = Chat(s, GREEDY), s.window
+        first, _ = chat.turn("Please remember this: the vault code is 7316.")
+        for line in FILLER:  # until the first turn is archived and 64 tokens fit without aging
+            chat.turn(line + ".")
+            if w.archived >= first.end and w.layout.recent_capacity - len(w.recent) >= 64:
+                break
+        chat.turn("What is the vault code?")
+        assert w.slot_used  # a kept turn decoded beside what it recalled
+        probe = s.engine.tokenize(" The last thing I said was")
+
+        def next_logits() -> np.ndarray:
+            at = s.window.next_pos
+            s.engine.decode(probe, at)
+            out = s.engine.logits()
+            s.engine.seq_rm(0, at, -1)
+            return out
+
+        w.clear_slot()  # as the undo leaves it (the next turn's recall refills it)
+        before = next_logits()
+        archived, recent = w.archived, list(w.recent.tokens)
+        chat.turn("Thanks.")
+        assert w.archived == archived, "the turn to take back aged the window"
+        decoded: list[int] = []
+        decode = s.engine.decode
+        s.engine.decode = lambda tokens, *a, **k: (decoded.append(len(tokens)), decode(tokens, *a, **k))[1]
+        chat.undo(1)
+        del s.engine.decode
+        assert decoded == [] and s.window.recent.tokens == recent
+        np.testing.assert_allclose(next_logits(), before, atol=1e-4)
+
+
+@pytest.mark.slow
 def test_edit_and_retry_answer_as_the_conversation_typed_right(demo_path):
     with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
         chat = Chat(s, GREEDY)
