@@ -12,7 +12,10 @@ many records (the copy does not read them; only their bytes count). Timed, media
   `shutil.copytree` of the same folder, the plain copy one would write instead;
 - `ikv sessions fork --at-turn` at half the turns (the copy, a second engine, the window
   decoded again) and at the last turn (the copy alone), in-process;
-- `/undo 1` (`Chat.undo`: the window decoded again and the checkpoint written).
+- `/undo 1` (`Chat.undo`) of the 40th turn, which aged the window: the window decoded
+  again and the checkpoint written; and of one more short turn that aged nothing: the
+  window cut where that turn began and the checkpoint written (whether each turn aged the
+  window is in the receipt).
 Sharing the original's record file by hard links would cost nothing to make but cannot be
 used: a rewind truncates the records, which would cut them under the other session too.
 """
@@ -133,11 +136,25 @@ def main() -> int:
         sessions.append(Session("u", OpenOptions(model=str(model))))
 
     undo_s = median_of(runs, undo, before=opened)
+    s = sessions[-1]
+    rolled = s.window.archived + s.window.dropped != s.history.turns[-1].window_from
+    aged: list[bool] = []
+
+    def opened_and_thanked(i: int) -> None:  # one more turn, taken back by the undo
+        opened(i)
+        w = sessions[-1].window
+        before = w.archived
+        Chat(sessions[-1], settings).turn("Thanks.")
+        aged.append(w.archived != before)
+
+    undo_kept_s = median_of(runs, undo, before=opened_and_thanked)
     sessions.pop().close()
     shutil.rmtree(home)
     results = {"session": real, "copy": copies, "runs": a.runs,
                "fork_at_half_turns_s": at_half, "fork_at_last_turn_s": at_last,
-               "undo_1_s": undo_s, "turns": TURNS}
+               "undo_1_s": undo_s, "undo_1_turn_aged_the_window": rolled,
+               "undo_1_nothing_aged_s": undo_kept_s, "that_turn_aged_the_window": any(aged),
+               "turns": TURNS}
     print(results, flush=True)
     receipt.write("fork_cost", results, {"model_sha256": receipt.file_sha256(model)},
                   "python scripts/fork_cost.py " + " ".join(sys.argv[1:]), out_dir=a.out)
