@@ -125,6 +125,7 @@ def main() -> int:
         shutil.copytree(base, sessions_dir() / "u")
 
     sessions: list[Session] = []
+    rolled: list[bool] = []
 
     def undo(i: int) -> None:
         Chat(sessions[-1], settings).undo(1)
@@ -135,9 +136,11 @@ def main() -> int:
             sessions.pop().close()
         sessions.append(Session("u", OpenOptions(model=str(model))))
 
-    undo_s = median_of(runs, undo, before=opened)
-    s = sessions[-1]
-    rolled = s.window.archived + s.window.dropped != s.history.turns[-1].window_from
+    def last_aged() -> bool:  # the window's recent tokens no longer begin where it began
+        s = sessions[-1]
+        return s.window.archived + s.window.dropped != s.history.turns[-1].window_from
+
+    undo_s = median_of(runs, undo, before=lambda i: (opened(i), rolled.append(last_aged())))
     aged: list[bool] = []
 
     def opened_and_thanked(i: int) -> None:  # one more turn, taken back by the undo
@@ -145,14 +148,14 @@ def main() -> int:
         w = sessions[-1].window
         before = w.archived
         Chat(sessions[-1], settings).turn("Thanks.")
-        aged.append(w.archived != before)
+        aged.append(w.archived != before or last_aged())
 
     undo_kept_s = median_of(runs, undo, before=opened_and_thanked)
     sessions.pop().close()
     shutil.rmtree(home)
     results = {"session": real, "copy": copies, "runs": a.runs,
                "fork_at_half_turns_s": at_half, "fork_at_last_turn_s": at_last,
-               "undo_1_s": undo_s, "undo_1_turn_aged_the_window": rolled,
+               "undo_1_s": undo_s, "undo_1_turn_aged_the_window": all(rolled),
                "undo_1_nothing_aged_s": undo_kept_s, "that_turn_aged_the_window": any(aged),
                "turns": TURNS}
     print(results, flush=True)
