@@ -135,6 +135,7 @@ def rewind(session: Session, keep: int, why: str | None) -> list[Turn]:
     plan = plan_rewind(session, keep)
     window = session.window
     cut = _still_held(window, plan)
+    new = window
     if not cut:
         try:
             new = session.decode_window(plan.recent, plan.archived, window.dropped,
@@ -148,7 +149,6 @@ def rewind(session: Session, keep: int, why: str | None) -> list[Turn]:
         if cut:  # (after set_aside, which may fail: the window stays whole until here)
             window.clear_slot()
             window.truncate(len(plan.recent["tokens"]))
-            new = window
         session.window = new
         session.history.keep(keep, writable=False)
         session.save(going_back=True)  # from here on the session is rewound

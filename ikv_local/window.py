@@ -332,7 +332,8 @@ class Window:
         """llama.cpp turns shifted keys at its next decode, and a saved state must hold them
         turned: one token decoded past the end, then removed."""
         pos = self.next_pos
-        self.engine.decode([(self.recent.tokens or self.sink_tokens)[-1]], pos, logits_last=False)
+        self.engine.decode([(self.recent.tokens or self.sink_tokens)[-1]], pos, seq=WINDOW_SEQ,
+                           logits_last=False)
         self.engine.seq_rm(WINDOW_SEQ, pos, -1)
         self._shift_pending = False
 

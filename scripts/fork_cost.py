@@ -145,10 +145,8 @@ def main() -> int:
 
     def opened_and_thanked(i: int) -> None:  # one more turn, taken back by the undo
         opened(i)
-        w = sessions[-1].window
-        before = w.archived
         Chat(sessions[-1], settings).turn("Thanks.")
-        aged.append(w.archived != before or last_aged())
+        aged.append(last_aged())
 
     undo_kept_s = median_of(runs, undo, before=opened_and_thanked)
     sessions.pop().close()

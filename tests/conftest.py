@@ -194,6 +194,15 @@ class Book:
     path: Path
 
 
+def counting_decodes(engine: object, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of each batch `engine` decodes from now on."""
+    decoded: list[int] = []
+    decode = engine.decode  # type: ignore[attr-defined]
+    monkeypatch.setattr(engine, "decode",
+                        lambda t, *a, **k: (decoded.append(len(t)), decode(t, *a, **k))[1])
+    return decoded
+
+
 def made_once_per_run(factory: pytest.TempPathFactory, name: str,
                       make: Callable[[Path], object]) -> Path:
     """The folder `make` fills, made once per test run by whichever worker asks first; the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import counting_decodes
 
 from ikv_local.branch import fork, plan_rewind
 from ikv_local.chat import Chat, ChatSettings
@@ -85,7 +86,7 @@ def test_undo_across_a_roll_leaves_what_the_conversation_without_the_turns_would
 
 
 @pytest.mark.slow
-def test_an_undo_where_nothing_aged_keeps_the_cells_and_decodes_nothing(demo_path):
+def test_an_undo_where_nothing_aged_keeps_the_cells_and_decodes_nothing(demo_path, monkeypatch):
     """The cells of the turns kept were decoded beside the recall slot of their own turns;
     decoded again they would not see it. Where none aged since, they stay as they were."""
     with Session("a", OpenOptions(create=True, n_ctx=1024)) as s:
@@ -111,11 +112,8 @@ def test_an_undo_where_nothing_aged_keeps_the_cells_and_decodes_nothing(demo_pat
         archived, recent = w.archived, list(w.recent.tokens)
         chat.turn("Thanks.")
         assert w.archived == archived, "the turn to take back aged the window"
-        decoded: list[int] = []
-        decode = s.engine.decode
-        s.engine.decode = lambda tokens, *a, **k: (decoded.append(len(tokens)), decode(tokens, *a, **k))[1]
+        decoded = counting_decodes(s.engine, monkeypatch)
         chat.undo(1)
-        del s.engine.decode
         assert decoded == [] and s.window.recent.tokens == recent
         np.testing.assert_allclose(next_logits(), before, atol=1e-4)
 

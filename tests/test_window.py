@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import made_once_per_run
+from conftest import counting_decodes, made_once_per_run
 
 from ikv_local.archive import Archive
 from ikv_local.calibrate import sketch_spec
@@ -124,7 +124,7 @@ def test_a_slot_refilled_with_the_same_start_decodes_only_what_differs(rolled, e
     to the rounding of another batch split (seen: 0.004 of probability at most). Not in a
     window wider than Gemma's sliding window, whose layers may have reused the slot's cells."""
     eng = engine3
-    decoded = _counting_decodes(eng, monkeypatch)
+    decoded = counting_decodes(eng, monkeypatch)
     first = eng.tokenize("Earlier text: the pass key is 12345. The boat is green.")
     second = eng.tokenize("Earlier text: the pass key is 12345. The cat sat on a red mat.")
     wide, _, _ = rolled
@@ -140,16 +140,8 @@ def test_a_slot_refilled_with_the_same_start_decodes_only_what_differs(rolled, e
 def test_a_kept_slot_prefix_on_the_second_model(smollm_path, monkeypatch):
     """SmolLM2 has no sliding-window layers: any window keeps the slot's prefix."""
     with Engine(smollm_path, EngineConfig(n_ctx=1024, n_seq_max=N_SEQ)) as eng:
-        decoded = _counting_decodes(eng, monkeypatch)
+        decoded = counting_decodes(eng, monkeypatch)
         _a_kept_prefix_is_not_decoded_again(eng, decoded, Layout.plan(1024, 1))
-
-
-def _counting_decodes(eng: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The length of each batch `eng` decodes from now on."""
-    decoded: list[int] = []
-    decode = eng.decode
-    monkeypatch.setattr(eng, "decode", lambda t, *a, **k: (decoded.append(len(t)), decode(t, *a, **k)))
-    return decoded
 
 
 def _a_kept_prefix_is_not_decoded_again(eng: Engine, decoded: list[int], layout: Layout) -> None:
