@@ -86,10 +86,12 @@ def test_undo_across_a_roll_leaves_what_the_conversation_without_the_turns_would
 
 
 @pytest.mark.slow
-def test_an_undo_where_nothing_aged_keeps_the_cells_and_decodes_nothing(demo_path, monkeypatch):
+@pytest.mark.parametrize("model", ["demo_path", "smollm_path"])
+def test_an_undo_where_nothing_aged_keeps_the_cells_and_decodes_nothing(model, request, monkeypatch):
     """The cells of the turns kept were decoded beside the recall slot of their own turns;
     decoded again they would not see it. Where none aged since, they stay as they were."""
-    with Session("a", OpenOptions(create=True, n_ctx=1024)) as s:
+    path = request.getfixturevalue(model)
+    with Session("a", OpenOptions(create=True, n_ctx=1024, model=str(path))) as s:
         chat, w = Chat(s, GREEDY), s.window
         first, _ = chat.turn("Please remember this: the vault code is 7316.")
         for line in FILLER:  # until the first turn is archived and 64 tokens fit without aging

@@ -196,12 +196,22 @@ def test_snapshot_and_restore_give_the_same_next_token(rolled):
     np.testing.assert_allclose(eng.logits(), before, atol=1e-3)
 
 
-def test_a_window_saved_right_after_its_first_block_restores_as_it_reads_on(engine3):
+@pytest.mark.parametrize("model", ["demo", "smollm"])
+def test_a_window_saved_right_after_its_first_block_restores_as_it_reads_on(model, request):
     """The first recent tokens are decoded after the sink and moved up; llama.cpp turns
     their keys at its next decode. A save before that (a one-word document, a checkpoint
     after the first block) once failed; it must hold the turned keys."""
-    eng = engine3
-    eng.clear()
+    if model == "demo":
+        eng = request.getfixturevalue("engine3")
+        eng.clear()
+        _saved_after_the_first_block_restores(eng)
+    else:
+        with Engine(request.getfixturevalue("smollm_path"),
+                    EngineConfig(n_ctx=1024, n_seq_max=N_SEQ)) as eng:
+            _saved_after_the_first_block_restores(eng)
+
+
+def _saved_after_the_first_block_restores(eng: Engine) -> None:
     window = Window(eng, Layout.plan(1024, 1), None, sketch_spec(eng))
     window.start([eng.bos])
     window.append(eng.tokenize("Remember that the harbour light is green."),
