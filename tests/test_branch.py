@@ -3,15 +3,19 @@ end exactly as the same conversation typed without the mistake would leave them.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
-from conftest import counting_decodes
+from conftest import counting_decodes, made_once_per_run
 
 from ikv_local.branch import fork, plan_rewind
 from ikv_local.chat import Chat, ChatSettings
 from ikv_local.checkpoint import SessionError
 from ikv_local.haystack import build
 from ikv_local.history import alternatives
+from ikv_local.paths import using_home
 from ikv_local.sampling import SamplingParams
 from ikv_local.session import OpenOptions, Session, sessions_dir
 
@@ -57,28 +61,37 @@ def before_last_answer(s: Session) -> dict[str, object]:
     }
 
 
-def typed(name: str, lines: list[str]) -> dict[str, object]:
-    with Session(name, OpenOptions(create=True, n_ctx=512)) as s:
-        chat = Chat(s, GREEDY)
-        for line in lines:
-            chat.turn(line)
-        return state(s)
+@pytest.fixture(scope="session")
+def typed(demo_path, tmp_path_factory) -> Path:
+    """LINES[:10] typed one by one into a session (window 512), its folder kept after each
+    turn as `after-K`: made once per run. The conversation typed right, for each test to
+    start from or to compare with."""
+    def make(root: Path) -> None:
+        with using_home(root / "home"), Session("t", OpenOptions(create=True, n_ctx=512)) as s:
+            chat = Chat(s, GREEDY)
+            for k, line in enumerate(LINES[:10], 1):
+                chat.turn(line)  # logged and checkpointed
+                shutil.copytree(s.folder, root / f"after-{k}")
+    return made_once_per_run(tmp_path_factory, "typed-turns", make)
+
+
+def typed_copy(typed: Path, k: int, name: str) -> str:
+    """Session `name` in this test's home: the first k LINES as typed, nothing taken back."""
+    shutil.copytree(typed / f"after-{k}", sessions_dir() / name)
+    return name
 
 
 @pytest.mark.slow
-def test_undo_across_a_roll_leaves_what_the_conversation_without_the_turns_would(demo_path):
-    with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
+def test_undo_across_a_roll_leaves_what_the_conversation_without_the_turns_would(typed):
+    with Session(typed_copy(typed, 6, "b"), OpenOptions()) as s:
+        six = state(s)
+    with Session(typed_copy(typed, 10, "a"), OpenOptions()) as s:
         chat = Chat(s, GREEDY)
-        for line in LINES[:6]:
-            chat.turn(line)
-        archived_before = s.window.archived
-        for line in LINES[6:10]:
-            chat.turn(line)
-        assert s.window.archived > archived_before  # the turns taken back rolled the window
+        assert s.window.archived > six["archived"]  # the turns taken back rolled the window
         taken = chat.undo(4)
         assert [t.n for t in taken] == [7, 8, 9, 10]
         after_undo = state(s)
-    assert after_undo == typed("b", LINES[:6])
+    assert after_undo == six
     with Session("a", OpenOptions()) as s:  # what was saved is what was left
         assert state(s) == after_undo
         assert [a.turn.n for a in alternatives(s.folder)] == [7, 8, 9, 10]
@@ -94,8 +107,8 @@ def test_an_undo_where_nothing_aged_keeps_the_cells_and_decodes_nothing(model, r
     with Session("a", OpenOptions(create=True, n_ctx=1024, model=str(path))) as s:
         chat, w = Chat(s, GREEDY), s.window
         first, _ = chat.turn("Please remember this: the vault code is 7316.")
-        for line in FILLER:  # until the first turn is archived and 64 tokens fit without aging
-            chat.turn(line + ".")
+        for line in LINES:  # until the first turn is archived and 64 tokens fit without aging
+            chat.turn(line)
             if w.archived >= first.end and w.layout.recent_capacity - len(w.recent) >= 64:
                 break
         chat.turn("What is the vault code?")
@@ -121,11 +134,9 @@ def test_an_undo_where_nothing_aged_keeps_the_cells_and_decodes_nothing(model, r
 
 
 @pytest.mark.slow
-def test_edit_and_retry_answer_as_the_conversation_typed_right(demo_path):
-    with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
+def test_edit_and_retry_answer_as_the_conversation_typed_right(typed):
+    with Session(typed_copy(typed, 7, "a"), OpenOptions()) as s:
         chat = Chat(s, GREEDY)
-        for line in LINES[:7]:
-            chat.turn(line)
         archived = s.window.archived
         chat.turn("Wrong words, typed by mistake: " + " ".join(LINES[8:11]))
         assert s.window.archived > archived  # the mistake rolled the window
@@ -139,10 +150,7 @@ def test_edit_and_retry_answer_as_the_conversation_typed_right(demo_path):
         alts = alternatives(s.folder, 8)
     assert [a.why for a in alts] == ["edit", "retry"]
     assert alts[0].turn.user.startswith("Wrong words") and alts[1].turn.user == LINES[7]
-    with Session("b", OpenOptions(create=True, n_ctx=512)) as s:
-        chat = Chat(s, GREEDY)
-        for line in LINES[:8]:
-            chat.turn(line)
+    with Session(typed_copy(typed, 8, "b"), OpenOptions()) as s:
         assert before_last_answer(s) == edited
         assert [t.answer for t in s.history.turns[:-1]] == answers
 
@@ -164,11 +172,10 @@ def test_nothing_to_take_back_and_too_many_are_refused_and_change_nothing(demo_p
 
 
 @pytest.mark.slow
-def test_fork_at_a_turn_then_both_go_their_own_way(demo_path):
-    with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
-        chat = Chat(s, GREEDY)
-        for line in LINES[:8]:
-            chat.turn(line)
+def test_fork_at_a_turn_then_both_go_their_own_way(typed):
+    with Session(typed_copy(typed, 3, "g"), OpenOptions()) as s:
+        three = state(s)
+    with Session(typed_copy(typed, 8, "a"), OpenOptions()) as s:
         original = state(s)
     done = fork("a", "f", at_turn=3)
     assert (done.at_turn, done.turns) == (3, 8)
@@ -177,7 +184,7 @@ def test_fork_at_a_turn_then_both_go_their_own_way(demo_path):
         assert not alternatives(s.folder)
         Chat(s, GREEDY).turn("Only the original hears this sentence about the red kite.")
     with Session("f", OpenOptions()) as s:
-        assert state(s) == typed("g", LINES[:3]) | {}  # exactly turns 1-3
+        assert state(s) == three  # exactly turns 1-3
     with Session("f", OpenOptions()) as s:
         turn, _ = Chat(s, GREEDY).turn("Only the fork hears this one about the blue heron.")
         assert turn.n == 4
@@ -225,7 +232,7 @@ def test_a_document_after_the_point_is_not_taken_back(demo_path, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_log_from_before_window_from_still_goes_back_to_the_same_stream(demo_path):
+def test_a_log_from_before_window_from_still_goes_back_to_the_same_stream(typed):
     """Turn log format 1 did not say where the window began; the rebuilt window then holds the
     same stream split at a place of its own choosing, with room for an answer."""
     import json
@@ -233,11 +240,7 @@ def test_a_log_from_before_window_from_still_goes_back_to_the_same_stream(demo_p
     from ikv_local.branch import stream_slice
     from ikv_local.history import _digest
 
-    with Session("a", OpenOptions(create=True, n_ctx=512)) as s:
-        chat = Chat(s, GREEDY)
-        for line in LINES[:8]:
-            chat.turn(line)
-    log = sessions_dir() / "a" / "turns.jsonl"
+    log = sessions_dir() / typed_copy(typed, 8, "a") / "turns.jsonl"
     lines = []
     for raw in log.read_bytes().splitlines():
         data = json.loads(raw.split(b" ", 1)[1])
@@ -251,8 +254,5 @@ def test_a_log_from_before_window_from_still_goes_back_to_the_same_stream(demo_p
         w = s.window
         held = stream_slice(s, 0, w.stream_end)["tokens"]
         assert len(w.recent) <= w.layout.recent_capacity - w.layout.block
-    with Session("b", OpenOptions(create=True, n_ctx=512)) as s:
-        chat = Chat(s, GREEDY)
-        for line in LINES[:5]:
-            chat.turn(line)
+    with Session(typed_copy(typed, 5, "b"), OpenOptions()) as s:
         assert stream_slice(s, 0, s.window.stream_end)["tokens"] == held

@@ -29,8 +29,8 @@ def two_documents_home(demo_path, tmp_path_factory):
     """Session "p" (window 512) that read two documents, made once per run."""
     def make(home) -> None:
         a, b = home / "a.txt", home / "b.txt"
-        a.write_text(build(160, [], [], seed=1).text)
-        b.write_text(build(90, [], [], seed=2).text)
+        a.write_text(build(40, [], [], seed=1).text)
+        b.write_text(build(60, [], [], seed=2).text)
         with using_home(home), Session("p", OpenOptions(create=True, n_ctx=512)) as s:
             ingest(s, [a])
             ingest(s, [b])
@@ -67,7 +67,7 @@ def test_keep_last_forgets_the_older_document_and_keeps_positions(two_documents,
         assert s.meta.documents[0].pruned_all and not s.meta.documents[1].pruned_all
         # the window keeps rolling on: new records follow the old positions
         extra = tmp_path / "c.txt"
-        extra.write_text(build(60, [], [], seed=3).text)
+        extra.write_text(build(20, [], [], seed=3).text)
         ingest(s, [extra])
         recs = s.archive.records()
         assert (np.diff(recs["position"]) == 1).all() and len(recs) == s.window.archived
