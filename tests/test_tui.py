@@ -63,7 +63,7 @@ async def _send(pilot, text: str) -> None:
 
 @pytest.mark.slow
 async def test_a_turn_streams_into_the_chat_and_the_memory_view_follows(demo_path):
-    app = IkvApp("t", SMALL, GREEDY)
+    app = IkvApp("t", SMALL, BRIEF)
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
         assert app.session is not None and app.title == "ikv · t"
