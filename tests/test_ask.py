@@ -41,12 +41,13 @@ def test_ask_leaves_the_session_as_it_was(session, book):
     meta, state = window.snapshot()  # a copy of the bookkeeping, not the window's live lists
     files = {p.name: p.stat().st_mtime_ns for p in (book.home / "sessions" / "book").rglob("*")
              if p.is_file() and p.name != ".lock"}
-    rolled = []  # the tokens aged out of the window while the answer was written
-    # an answer run past the headroom, so the window rolls and must be put back
-    ask(session, "Write a very long story about the harbour.", max_tokens=300,
+    rolled = []  # the tokens aged out of the window, at each piece of the answer
+    # the question rolls the full window; the answer runs past the headroom and rolls it
+    # again (at its 148th piece here), and all of it must be put back
+    ask(session, "Write a very long story about the harbour.", max_tokens=200,
         answer_prefix=" Once upon a time", params=SamplingParams(temperature=0.8, seed=1),
         on_text=lambda _: rolled.append(window.dropped - meta.dropped))
-    assert max(rolled) > 0, "the answer never rolled the window; nothing was put back"
+    assert rolled[-1] > rolled[0] > 0, "the answer never rolled the window; nothing was put back"
     after = {p.name: p.stat().st_mtime_ns for p in (book.home / "sessions" / "book").rglob("*")
              if p.is_file() and p.name != ".lock"}
     assert after == files
