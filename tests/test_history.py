@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from ikv_local.history import History, Turn, decode_line, encode_line
+from ikv_local.history import History, Turn, alternatives, decode_line, encode_line, set_aside
 
 
 def _turn(n: int, start: int) -> Turn:
@@ -75,3 +77,17 @@ def test_pruned_turns_leave_the_log_and_the_rest_keep_their_numbers(tmp_path):
     assert len(empty) == 0 and empty.last == 4
     empty.append(_turn(5, 50))
     assert [t.n for t in History(tmp_path).turns] == [5]
+
+
+def test_a_turn_taken_back_is_listed_unless_the_log_still_holds_it(tmp_path):
+    log = History(tmp_path)
+    first = _turn(1, 0)
+    log.append(first)
+    set_aside(tmp_path, [first], "retry")
+    assert alternatives(tmp_path) == []  # a crash between setting it aside and cutting the log
+    log.keep(0, writable=False)  # as going back does: the turn goes, with no warning
+    log.keep(0, writable=True)
+    again = replace(first, answer="another answer")  # a retry in the same second: same n, start, time
+    History(tmp_path).append(again)
+    assert [(a.turn, a.why) for a in alternatives(tmp_path)] == [(first, "retry")]
+    assert alternatives(tmp_path, 2) == []
