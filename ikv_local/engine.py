@@ -9,6 +9,7 @@ Sequence 0 holds the conversation; sequence 1 is scratch space for reading cells
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -125,6 +126,16 @@ def model_params(n_gpu_layers: int) -> llama_cpp.llama_model_params:
     params.use_extra_bufts = extra_buffers_safe(
         llama_cpp.llama_print_system_info().decode("utf-8", "replace"))
     return params
+
+
+def baseline_loads_as_the_engine() -> None:
+    """Makes llama-cpp-python's own `Llama` and `llama_cpp.server` (benchmarks' baselines)
+    load weights with `model_params` (they set their own layer count after). `Llama` reads its
+    defaults from the raw module `llama_cpp.llama_cpp`: replacing the package's re-export of the
+    function changes nothing."""
+    import llama_cpp.llama_cpp as raw
+
+    raw.llama_model_default_params = functools.partial(model_params, 0)
 
 
 def _load_model(path: Path, n_gpu_layers: int) -> tuple[ctypes.c_void_p, list[str]]:

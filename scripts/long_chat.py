@@ -13,7 +13,6 @@ one token sampled (time to first token without ikv).
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ import llama_cpp
 from ikv_local import receipt
 from ikv_local.ask import respond
 from ikv_local.chat import Chat, ChatSettings
-from ikv_local.engine import model_params
+from ikv_local.engine import baseline_loads_as_the_engine
 from ikv_local.haystack import filler_sentences
 from ikv_local.model_file import resolve_model
 from ikv_local.sampling import SamplingParams
@@ -106,8 +105,7 @@ def main() -> int:
     model = resolve_model(a.model)
     users = script(a.turns, a.seed)
     threads = os.cpu_count() or 1
-    # the baseline loads its weights as ikv's engine does (no AMX buffers: engine.model_params)
-    llama_cpp.llama_model_default_params = functools.partial(model_params, 0)
+    baseline_loads_as_the_engine()  # no AMX buffers (engine.model_params)
     llm = llama_cpp.Llama(str(model), n_ctx=a.ctx_size, n_batch=512, n_threads=threads,
                           n_threads_batch=threads, verbose=False)
     params = (SamplingParams.greedy() if a.temp <= 0

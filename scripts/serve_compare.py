@@ -42,6 +42,11 @@ FACTS = [
 ]
 
 
+# llama_cpp.server as it ships, its weights loaded as ikv's engine loads them (no AMX buffers)
+BASELINE = ("from ikv_local.engine import baseline_loads_as_the_engine; baseline_loads_as_the_engine(); "
+            "import runpy; runpy.run_module('llama_cpp.server', run_name='__main__')")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,7 +117,7 @@ def main() -> int:
     script = [f"Please remember this. {fact}" for fact, _, _ in FACTS] + filler \
         + [question for _, question, _ in FACTS]
     servers = {
-        "llama_cpp.server": [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+        "llama_cpp.server": [sys.executable, "-c", BASELINE, "--model", str(model),
                              "--n_ctx", str(a.ctx), "--n_threads", str(a.threads)],
         "ikv serve": [sys.executable, "-c", "from ikv_local.cli import main; main()", "serve",
                       str(model), "-c", str(a.ctx), "-t", str(a.threads)],

@@ -14,7 +14,6 @@ recall slot and aging included). Runs alternate A/B; medians of --runs.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import os
 import statistics
@@ -27,7 +26,7 @@ import llama_cpp
 
 from ikv_local import receipt
 from ikv_local.ask import ask
-from ikv_local.engine import Engine, EngineConfig, model_params
+from ikv_local.engine import Engine, EngineConfig, baseline_loads_as_the_engine
 from ikv_local.ingest import ingest
 from ikv_local.model_file import resolve_model
 from ikv_local.passkey import document
@@ -86,8 +85,7 @@ def main() -> int:
     model = resolve_model(None)
     text, _ = document(a.multiple * a.ctx_size, 0.5, 3)
     threads = os.cpu_count() or 1
-    # the baseline loads its weights as ikv's engine does (no AMX buffers: engine.model_params)
-    llama_cpp.llama_model_default_params = functools.partial(model_params, 0)
+    baseline_loads_as_the_engine()  # no AMX buffers (engine.model_params)
     llm = llama_cpp.Llama(str(model), n_ctx=a.ctx_size, n_batch=512, n_threads=threads,
                           n_threads_batch=threads, verbose=False)
     tokens = llm.tokenize(text.encode(), add_bos=False)

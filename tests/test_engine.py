@@ -246,3 +246,21 @@ def test_weights_stay_out_of_amx_buffers_in_a_build_with_amx():
 
 def test_no_weight_is_loaded_into_an_amx_buffer(engine):
     assert not [line for line in engine._loaded.log if "AMX model buffer" in line]
+
+
+def test_a_baseline_llama_loads_its_weights_as_the_engine_does(demo_path, monkeypatch):
+    """The benchmarks' llama-cpp-python baselines (`Llama`, `llama_cpp.server`) must not crash
+    an AMX build either."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as raw
+
+    from ikv_local import engine
+
+    monkeypatch.setattr(raw, "llama_model_default_params", raw.llama_model_default_params)
+    monkeypatch.setattr(engine, "extra_buffers_safe", lambda info: False)  # as in an AMX build
+    engine.baseline_loads_as_the_engine()
+    llm = llama_cpp.Llama(str(demo_path), n_ctx=64, n_threads=1, verbose=False)
+    try:
+        assert llm.model_params.use_extra_bufts is False
+    finally:
+        llm.close()
