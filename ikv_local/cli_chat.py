@@ -281,7 +281,7 @@ class Shell:
             self.turn(line)
 
     def interactive_loop(self) -> None:
-        import readline  # noqa: F401  (line editing and history for input())
+        import readline  # line editing and history for input()
 
         from ikv_local.ask import readable
 

@@ -239,7 +239,7 @@ class SketchIndex:
         found = search(self._centre_bits, queries, nprobe, MetricKind.Hamming, exact=True)
         lists = np.unique(np.asarray(found.keys).reshape(len(queries), -1))
         lists = lists[lists < self.meta["nlist"]]
-        parts = [self._postings[self._offsets[l] : self._offsets[l + 1]] for l in lists]
+        parts = [self._postings[self._offsets[i] : self._offsets[i + 1]] for i in lists]
         grouped = self.meta["n_grouped"]
         assign = self._assignments()
         if len(assign) > grouped:

@@ -33,9 +33,9 @@ import numpy as np
 
 from ikv_local import receipt
 
-from ikv_local.archive import Archive  # noqa: E402
-from ikv_local.index import DEFAULT_NPROBE, SketchIndex, hamming_to  # noqa: E402
-from ikv_local.record import RECORD_SIZE, encode  # noqa: E402
+from ikv_local.archive import Archive
+from ikv_local.index import DEFAULT_NPROBE, SketchIndex, hamming_to
+from ikv_local.record import RECORD_SIZE, encode
 
 WORDS = 20_000
 NOISE = 0.12

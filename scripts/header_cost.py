@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-from ikv_local import receipt
-from ikv_local.metadata import WindowHeader, plain
+from ikv_local import receipt  # noqa: E402
+from ikv_local.metadata import WindowHeader, plain  # noqa: E402
 
 
 def header(n: int) -> WindowHeader:

@@ -17,10 +17,10 @@ import time
 
 from ikv_local import receipt
 
-from ikv_local.engine import Engine, EngineConfig  # noqa: E402
-from ikv_local.info import INFO_CACHE_TYPES, measure_state_bytes_per_token  # noqa: E402
-from ikv_local.kvcost import bytes_per_token  # noqa: E402
-from ikv_local.model_file import resolve_model  # noqa: E402
+from ikv_local.engine import Engine, EngineConfig
+from ikv_local.info import INFO_CACHE_TYPES, measure_state_bytes_per_token
+from ikv_local.kvcost import bytes_per_token
+from ikv_local.model_file import resolve_model
 
 
 def main() -> None:

@@ -20,11 +20,11 @@ from dataclasses import asdict
 
 from ikv_local import receipt
 
-from ikv_local.calibrate import measure, sketch_spec  # noqa: E402
-from ikv_local.engine import Engine, EngineConfig  # noqa: E402
-from ikv_local.haystack import FACT_NEEDLES, build, pass_key_needle  # noqa: E402
-from ikv_local.model_file import resolve_model  # noqa: E402
-from ikv_local.sketch import encode, hamming, vectors  # noqa: E402
+from ikv_local.calibrate import measure, sketch_spec
+from ikv_local.engine import Engine, EngineConfig
+from ikv_local.haystack import FACT_NEEDLES, build, pass_key_needle
+from ikv_local.model_file import resolve_model
+from ikv_local.sketch import encode, hamming, vectors
 
 
 def main() -> None:
@@ -41,10 +41,10 @@ def main() -> None:
         hay = build(args.sentences, [pass_key_needle(args.seed), *FACT_NEEDLES],
                     [0.15, 0.4, 0.65, 0.9], seed=args.seed)
         m = measure(eng, hay)
-    doc = encode(vectors([m.keys[l][1:, h, :] for l, h in spec.units], spec), spec)
+    doc = encode(vectors([m.keys[layer][1:, h, :] for layer, h in spec.units], spec), spec)
     sketch_rows = []
     for (i, question), qk in zip(m.questions, m.question_keys):
-        q = encode(vectors([qk[l][:, h, :] for l, h in spec.units], spec), spec)
+        q = encode(vectors([qk[layer][:, h, :] for layer, h in spec.units], spec), spec)
         dist = hamming(doc, q).min(axis=1)
         best = dist[m.needle_tokens[i] - 1].min()
         sketch_rows.append({"question": question, "share_above": float((dist < best).mean()),

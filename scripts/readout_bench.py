@@ -20,14 +20,14 @@ import time
 
 from ikv_local import receipt
 
-from ikv_local.archive import Archive  # noqa: E402
-from ikv_local.calibrate import sketch_spec  # noqa: E402
-from ikv_local.engine import Engine, EngineConfig  # noqa: E402
-from ikv_local.filing import Origin, file_cells  # noqa: E402
-from ikv_local.haystack import filler_sentences  # noqa: E402
-from ikv_local.model_file import resolve_model  # noqa: E402
-from ikv_local.readout import read_cells  # noqa: E402
-from ikv_local.record import Role  # noqa: E402
+from ikv_local.archive import Archive
+from ikv_local.calibrate import sketch_spec
+from ikv_local.engine import Engine, EngineConfig
+from ikv_local.filing import Origin, file_cells
+from ikv_local.haystack import filler_sentences
+from ikv_local.model_file import resolve_model
+from ikv_local.readout import read_cells
+from ikv_local.record import Role
 
 CELLS = 1000
 

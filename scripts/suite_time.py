@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(HERE)]
 
-from ikv_local import receipt
+from ikv_local import receipt  # noqa: E402
 
 
 def one_run() -> tuple[float, float, float, str]:

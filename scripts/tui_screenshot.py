@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from long_chat import script  # noqa: E402
+from long_chat import script
 
-from ikv_local.chat import ChatSettings  # noqa: E402
-from ikv_local.sampling import SamplingParams  # noqa: E402
-from ikv_local.session import OpenOptions  # noqa: E402
-from tui.app import IkvApp  # noqa: E402
+from ikv_local.chat import ChatSettings
+from ikv_local.sampling import SamplingParams
+from ikv_local.session import OpenOptions
+from tui.app import IkvApp
 
 SYSTEM = ("A conversation between a user and an assistant. The assistant answers briefly and "
           "remembers everything the user said.")

@@ -64,7 +64,7 @@ class Child:
                  stdin: str = "", prepare: Callable[[], None] | None = None) -> None:
         self.args = tuple(args)
         self.returncode: int | None = None
-        self._files = [tempfile.TemporaryFile() for _ in range(3)]  # noqa: SIM115 (closed in communicate)
+        self._files = [tempfile.TemporaryFile() for _ in range(3)]  # closed in communicate
         inp = self._files[0]
         inp.write(stdin.encode())
         inp.flush()

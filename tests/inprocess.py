@@ -68,7 +68,7 @@ def call_main() -> int:
             return exc.code or 0
         print(exc.code, file=sys.stderr)
         return 1
-    except BaseException:  # noqa: BLE001 (what would reach the user as a traceback)
+    except BaseException:  # what would reach the user as a traceback
         traceback.print_exc()
         return 1
     return 0

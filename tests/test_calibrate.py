@@ -32,9 +32,9 @@ def test_the_chosen_units_rank_planted_facts_in_the_top_percent(engine, spec):
 def test_sketch_bits_find_facts_in_another_haystack(engine, spec):
     """Held out: other filler, other depths, paraphrased questions included."""
     m = measure(engine, build(110, [pass_key_needle(7), *FACT_NEEDLES], [0.75, 0.1, 0.5, 0.3], seed=9))
-    doc = encode(vectors([m.keys[l][1:, h, :] for l, h in spec.units], spec), spec)
+    doc = encode(vectors([m.keys[layer][1:, h, :] for layer, h in spec.units], spec), spec)
     for (i, _), qk in zip(m.questions, m.question_keys):
-        q = encode(vectors([qk[l][:, h, :] for l, h in spec.units], spec), spec)
+        q = encode(vectors([qk[layer][:, h, :] for layer, h in spec.units], spec), spec)
         dist = hamming(doc, q).min(axis=1)
         best = dist[m.needle_tokens[i] - 1].min()
         assert (dist < best).mean() <= 0.01

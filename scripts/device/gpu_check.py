@@ -1,7 +1,13 @@
 """GPU checks for ikv (run on a machine with a CUDA build of llama-cpp-python): CUDA backend, readout from a GPU-resident KV cache
 (same keys as the CPU's), a session ingest/ask/chat with -ngl 99, all on a tiny random
 Gemma 3 with the demo model's tokenizer."""
-import json, os, subprocess, sys, tempfile, time
+# ruff: noqa: E402, E701, E702, E741  (a flat device script: each step prints before its imports, to place a crash)
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
 import numpy as np
 
 MODEL = os.path.abspath(os.environ.get("IKV_TINY_MODEL", ".dev/tiny.gguf"))
