@@ -44,7 +44,8 @@ FACTS = [
 
 # llama_cpp.server as it ships, its weights loaded as ikv's engine loads them (no AMX buffers)
 BASELINE = ("import runpy; from ikv_local.engine import baseline_loads_as_the_engine; "
-            "baseline_loads_as_the_engine(); runpy.run_module('llama_cpp.server', run_name='__main__')")
+            "baseline_loads_as_the_engine(); "
+            "runpy.run_module('llama_cpp.server', run_name='__main__')")
 
 
 def free_port() -> int:
