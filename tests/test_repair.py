@@ -140,6 +140,25 @@ def test_a_flipped_byte_in_the_turn_log_is_set_aside(folder):
 
 
 @pytest.mark.slow
+def test_two_repairs_in_one_second_keep_both_damaged_copies(folder, monkeypatch):
+    from types import SimpleNamespace
+
+    from ikv_local import repair
+
+    monkeypatch.setattr(repair, "time", SimpleNamespace(strftime=lambda fmt: "20261207-120000"))
+    log = folder / "turns.jsonl"
+    damaged = []
+    for _ in range(2):
+        _flip(log, len(log.read_bytes().split(b"\n")[0]) // 2)
+        damaged.append(log.read_bytes().split(b"\n")[0] + b"\n")  # the line set aside
+        run = run_ikv("sessions", "repair", NAME)
+        assert run.returncode == 0, run.stderr
+    aside = sorted((folder / "damaged").rglob("turns.jsonl"))
+    assert [p.parent.name for p in aside] == ["20261207-120000", "20261207-120000-2"]
+    assert [p.read_bytes() for p in aside] == damaged
+
+
+@pytest.mark.slow
 def test_a_flipped_byte_in_the_last_record_loses_one_token_not_the_session(folder):
     records = _records(folder)
     path = folder / "archive" / "records.ikv"
