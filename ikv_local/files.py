@@ -104,6 +104,15 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def unused(path: Path) -> Path:
+    """`path`, or `path-2`, `path-3`… when taken: names stamped to the second meet within one."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 def _temporary(path: Path) -> Path:
     """Where a replacement for `path` is written first: hidden, beside it, one per process."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -128,10 +128,6 @@ def _drop_alternatives_before(folder: Path, first: int) -> None:
     write_atomic(path, b"".join(kept))
 
 
-def _same(turn: Turn) -> str:
-    return json.dumps(turn.to_dict(), sort_keys=True)
-
-
 def alternatives(folder: Path, n: int | None = None) -> list[Alternative]:
     """Taken-back turns (of turn number `n` only, when given), oldest first; torn or
     altered lines are skipped, and so is one still identical to a turn in the log (a crash
@@ -140,7 +136,7 @@ def alternatives(folder: Path, n: int | None = None) -> list[Alternative]:
     if not path.exists():
         return []
     # the whole turn, not its number, start and time: a retry within the same second has those
-    live = {_same(t) for t in History(folder).turns}
+    live = {encode_line(t) for t in History(folder).turns}
     out = []
     for line in path.read_bytes().splitlines(keepends=True):
         try:
@@ -150,7 +146,7 @@ def alternatives(folder: Path, n: int | None = None) -> list[Alternative]:
             alt = Alternative(turn, str(data["why"]), str(data["time"]))
         except (UnicodeDecodeError, ValueError, KeyError, TypeError, MetadataError):
             continue
-        if (n is None or turn.n == n) and _same(turn) not in live:
+        if (n is None or turn.n == n) and encode_line(turn) not in live:
             out.append(alt)
     return out
 

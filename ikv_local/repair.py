@@ -31,7 +31,7 @@ from ikv_local.checkpoint import (
     read_window,
     write_meta_file,
 )
-from ikv_local.files import private_dir, write_atomic
+from ikv_local.files import private_dir, unused, write_atomic
 from ikv_local.history import LOG_NAME, History
 from ikv_local.metadata import MetadataError, NewerFormat, SessionMeta, WindowHeader
 from ikv_local.record import ArchiveError, Role
@@ -212,7 +212,8 @@ def repair(name: str, model: str | None = None, n_threads: int | None = None) ->
     """Make a damaged session open again, keeping every part that verifies."""
     folder = _folder(name)
     report = RepairReport(name)
-    aside = damaged_folder(folder)
+    # a folder of its own: a second repair within the same second would replace the first's files
+    aside = unused(folder / "damaged" / time.strftime("%Y%m%d-%H%M%S"))
     fd = hold_lock(folder, name, exclusive=True)
     try:
         _repair_files(folder, name, aside, report)
@@ -236,17 +237,6 @@ def repair(name: str, model: str | None = None, n_threads: int | None = None) ->
     if aside.exists():
         report.set_aside = str(aside.relative_to(folder))
     return report
-
-
-def damaged_folder(folder: Path) -> Path:
-    """damaged/YYYYMMDD-HHMMSS, with a suffix when that one exists: a second repair within the
-    same second would otherwise move its files over the first one's."""
-    base = folder / "damaged" / time.strftime("%Y%m%d-%H%M%S")
-    aside, n = base, 1
-    while aside.exists():
-        n += 1
-        aside = base.with_name(f"{base.name}-{n}")
-    return aside
 
 
 def _set_aside(path: Path, aside: Path, report: RepairReport, why: str) -> None:

@@ -45,7 +45,7 @@ from ikv_local.checkpoint import (
 )
 from ikv_local.engine import Engine, EngineConfig
 from ikv_local.errors import ModelError
-from ikv_local.files import FILE_MODE, private_dir, storage_error
+from ikv_local.files import FILE_MODE, private_dir, storage_error, unused
 from ikv_local.filing import Origin
 from ikv_local.fingerprint import model_fingerprint, model_label
 from ikv_local.history import LOG_NAME, History
@@ -88,12 +88,7 @@ def sessions_dir() -> Path:
 
 def new_session_name() -> str:
     """chat-YYYYMMDD-HHMMSS, with a suffix when that one exists."""
-    base = time.strftime("chat-%Y%m%d-%H%M%S")
-    name, n = base, 1
-    while (sessions_dir() / name).exists():
-        n += 1
-        name = f"{base}-{n}"
-    return name
+    return unused(sessions_dir() / time.strftime("chat-%Y%m%d-%H%M%S")).name
 
 
 def check_name(name: str) -> str:

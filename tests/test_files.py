@@ -183,3 +183,13 @@ def test_made_once_reads_what_a_holder_made_while_it_waited(tmp_path):
     made.unlink()
     assert files.made_once(lock, ready, lambda: calls.append("made") or "second") == "second"
     assert calls == ["made"]
+
+
+def test_a_name_taken_gets_the_next_free_suffix(tmp_path):
+    from ikv_local.files import unused
+
+    base = tmp_path / "chat-20261207-120000"
+    assert unused(base) == base
+    base.mkdir()
+    (tmp_path / "chat-20261207-120000-2").mkdir()
+    assert unused(base) == tmp_path / "chat-20261207-120000-3"
